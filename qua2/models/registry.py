@@ -1,0 +1,36 @@
+"""Family registry: a family name → the function that builds its adapter.
+
+Entries are ``"module:function"`` strings imported on first use, so ``import qua2.models`` stays
+cheap and a family's heavy imports (transformers, a VAE …) happen only when it is loaded.
+Every loader takes ``path`` (a local diffusers directory, or ``None`` for embedded models) plus
+keyword options, and returns a :class:`~qua2.models.base.DenoiserAdapter`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from qua2.errors import Qua2Error
+
+FAMILIES: dict[str, str] = {
+    "digits-dit": "qua2.models.digits:load_digits_dit",
+    "digits-unet": "qua2.models.digits:load_digits_unet",
+}
+
+
+def register_family(name: str, target: str) -> None:
+    """Add a family: ``target`` is ``"package.module:loader"``."""
+    FAMILIES[name] = target
+
+
+def load_model(family: str, path: str | Path | None = None, **options: Any):
+    """Build the adapter of ``family`` (from ``path`` where the family needs a directory)."""
+    if family not in FAMILIES:
+        raise Qua2Error(
+            f"unknown model family {family!r}; choose one of {', '.join(sorted(FAMILIES))}."
+        )
+    module_name, func_name = FAMILIES[family].split(":")
+    loader = getattr(importlib.import_module(module_name), func_name)
+    return loader(path, **options)
