@@ -105,6 +105,10 @@ class DenoiserAdapter:
         raise NotImplementedError
 
     # ----------------------------------------------------------------- sampling
+    def set_timesteps(self, scheduler: Any, steps: int) -> None:
+        """Prepare ``scheduler`` (a per-call copy) for ``steps`` steps; flow models add a shift."""
+        scheduler.set_timesteps(steps, device=self.device)
+
     def initial_noise(self, seeds: Sequence[int]) -> torch.Tensor:
         """Fixed initial latents, one per seed, drawn on the CPU (device-independent)."""
         draws = [
@@ -149,7 +153,7 @@ class DenoiserAdapter:
     def _sample(self, conditions: list[Any], noise: torch.Tensor, steps: int,
                 scale: float) -> torch.Tensor:
         scheduler = copy.deepcopy(self.scheduler)
-        scheduler.set_timesteps(steps, device=self.device)
+        self.set_timesteps(scheduler, steps)
         cond = self.encode_conditions(conditions)
         uncond = self.null_conditions(len(conditions)) if scale != 1.0 else None
         latents = noise.to(self.device, self.dtype) * getattr(scheduler, "init_noise_sigma", 1.0)
