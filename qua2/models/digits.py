@@ -1,0 +1,217 @@
+"""The embedded default models: class-conditional denoisers of 8×8 handwritten digits.
+
+qua2 must run for real on a fresh machine with no downloads, so it trains its own small
+denoisers on ``sklearn.datasets.load_digits()`` (which ships inside scikit-learn):
+
+- ``digits-dit``: a diffusers ``DiTTransformer2DModel`` (Peebles & Xie, 2023), 4 layers,
+  4 heads × 32, patch 2 (~1.4 M parameters);
+- ``digits-unet``: a diffusers ``UNet2DModel`` with a class embedding (~1.0 M parameters).
+
+Trained weights live in the user cache (:func:`qua2.paths.cache_dir`) as safetensors plus a
+manifest JSON holding the architecture, the training recipe and the weights' SHA-256. They are
+re-trained only when missing, made with another recipe, or corrupted — and qua2 says which.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from qua2 import __version__
+from qua2.errors import Qua2Error
+from qua2.models.base import CondBatch, DenoiserAdapter, ExampleInputs
+from qua2.models.training import TrainRecipe, train_ddpm
+from qua2.paths import cache_dir, sha256_file
+
+NUM_CLASSES = 10
+IMAGE_SHAPE = (1, 8, 8)
+
+
+@dataclass(frozen=True)
+class DigitsSpec:
+    """Architecture and default recipe of one embedded digits model."""
+
+    name: str
+    model_class: str
+    architecture: dict[str, Any]
+    recipe: TrainRecipe = field(default_factory=TrainRecipe)
+
+
+DIGITS_DIT = DigitsSpec(
+    name="digits-dit",
+    model_class="DiTTransformer2DModel",
+    architecture=dict(
+        sample_size=8, in_channels=1, out_channels=1, patch_size=2, num_layers=4,
+        num_attention_heads=4, attention_head_dim=32, num_embeds_ada_norm=NUM_CLASSES,
+        norm_type="ada_norm_zero", activation_fn="gelu-approximate",
+        norm_elementwise_affine=False,
+    ),
+    recipe=TrainRecipe(steps=1500),
+)
+DIGITS_UNET = DigitsSpec(
+    name="digits-unet",
+    model_class="UNet2DModel",
+    architecture=dict(
+        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(32, 64),
+        layers_per_block=2, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"), num_class_embeds=NUM_CLASSES,
+        norm_num_groups=8,
+    ),
+    recipe=TrainRecipe(steps=600),
+)
+SPECS = {spec.name: spec for spec in (DIGITS_DIT, DIGITS_UNET)}
+
+
+def _call_denoiser(module: nn.Module, x: torch.Tensor, t: torch.Tensor,
+                   labels: torch.Tensor) -> torch.Tensor:
+    """One forward of either architecture; both take (sample, timestep, class_labels)."""
+    return module(x, t, class_labels=labels, return_dict=False)[0]
+
+
+def _sampling_scheduler(recipe: TrainRecipe) -> Any:
+    from diffusers import DDIMScheduler
+
+    # "trailing" spacing starts sampling at the last training step, which matters at 20 steps.
+    return DDIMScheduler(
+        num_train_timesteps=recipe.num_train_timesteps, beta_schedule=recipe.beta_schedule,
+        timestep_spacing="trailing", clip_sample=True,
+    )
+
+
+class DigitsAdapter(DenoiserAdapter):
+    """Adapter of both digits models: class labels in, 8×8 images in [-1, 1] out."""
+
+    conditioning = "class"
+
+    def __init__(self, module: nn.Module, spec: DigitsSpec, recipe: TrainRecipe) -> None:
+        self.family = spec.name
+        self.spec = spec
+        self.recipe = recipe
+        super().__init__(module, _sampling_scheduler(recipe), IMAGE_SHAPE, name=spec.name)
+
+    def encode_conditions(self, conditions: Any) -> CondBatch:
+        labels = torch.as_tensor(list(conditions), dtype=torch.long)
+        if labels.numel() and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+            raise Qua2Error(f"digit class labels must be 0–9, got {labels.unique().tolist()}.")
+        return {"class_labels": labels.to(self.device)}
+
+    def denoise(self, latents: torch.Tensor, t: torch.Tensor, cond: CondBatch) -> torch.Tensor:
+        timesteps = t.to(self.device).expand(latents.shape[0])
+        return _call_denoiser(self.module, latents, timesteps, cond["class_labels"])
+
+    def example_inputs(self, batch_size: int = 1) -> ExampleInputs:
+        generator = torch.Generator().manual_seed(0)
+        sample = torch.randn((batch_size, *IMAGE_SHAPE), generator=generator).to(self.device)
+        t = torch.full((batch_size,), 500, dtype=torch.long, device=self.device)
+        labels = (torch.arange(batch_size) % NUM_CLASSES).to(self.device)
+        return ExampleInputs((sample, t), {"class_labels": labels, "return_dict": False})
+
+
+# --------------------------------------------------------------------------- cache
+def _build(spec: DigitsSpec) -> nn.Module:
+    import diffusers
+
+    return getattr(diffusers, spec.model_class).from_config(spec.architecture)
+
+
+def _cache_key(spec: DigitsSpec, recipe: TrainRecipe) -> dict[str, Any]:
+    return {"model_class": spec.model_class, "architecture": spec.architecture,
+            "recipe": recipe.to_dict()}
+
+
+def model_dir(spec: DigitsSpec, recipe: TrainRecipe) -> Path:
+    """Cache directory of one (architecture, recipe); the default recipe gets a plain name."""
+    key = json.dumps(_cache_key(spec, recipe), sort_keys=True, default=list)
+    suffix = "" if recipe == spec.recipe else "-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+    return cache_dir() / "models" / f"{spec.name}{suffix}"
+
+
+def _say(message: str) -> None:
+    print(f"qua2: {message}", file=sys.stderr)
+
+
+def _load_cached(spec: DigitsSpec, recipe: TrainRecipe, directory: Path) -> nn.Module | None:
+    """The cached module, or None (with a message saying why) if it must be re-trained."""
+    from safetensors.torch import load_file
+
+    manifest_path, weights_path = directory / "manifest.json", directory / "model.safetensors"
+    if not manifest_path.exists() or not weights_path.exists():
+        _say(f"no trained {spec.name} in {directory}; training it now (a few minutes, once).")
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError:
+        _say(f"the manifest of {spec.name} in {directory} is unreadable; re-training.")
+        return None
+    expected = json.loads(json.dumps(_cache_key(spec, recipe), default=list))
+    if manifest.get("key") != expected:
+        _say(f"the cached {spec.name} was trained with other settings; re-training.")
+        return None
+    if sha256_file(weights_path) != manifest.get("sha256"):
+        _say(f"the cached {spec.name} weights are corrupted (checksum mismatch); re-training.")
+        return None
+    module = _build(spec)
+    module.load_state_dict(load_file(weights_path))
+    return module.eval()
+
+
+def _store(module: nn.Module, spec: DigitsSpec, recipe: TrainRecipe, directory: Path) -> None:
+    """Write weights then manifest, each atomically, so a killed run leaves no half-file."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    weights_tmp = directory / "model.safetensors.tmp"
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, weights_tmp)
+    weights_tmp.replace(directory / "model.safetensors")
+    manifest = {"name": spec.name, "qua2_version": __version__,
+                "key": _cache_key(spec, recipe),
+                "sha256": sha256_file(directory / "model.safetensors")}
+    manifest_tmp = directory / "manifest.json.tmp"
+    manifest_tmp.write_text(json.dumps(manifest, indent=2, default=list))
+    manifest_tmp.replace(directory / "manifest.json")
+
+
+def train_digits_model(spec: DigitsSpec, recipe: TrainRecipe) -> nn.Module:
+    """Train one digits denoiser from scratch on all 1797 digits (deterministic for a seed)."""
+    from qua2.metrics.digits import load_digits_images
+
+    images, labels = load_digits_images()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)  # the initial weights
+        module = _build(spec)
+    return train_ddpm(module, images, labels, _call_denoiser, recipe, desc=f"training {spec.name}")
+
+
+def load_digits(name: str, path: str | Path | None = None, *, recipe: TrainRecipe | None = None,
+                retrain: bool = False, device: str | torch.device = "cpu") -> DigitsAdapter:
+    """Load (training once if needed) the embedded digits model ``name``.
+
+    ``path`` overrides the cache directory (a folder with ``model.safetensors`` and
+    ``manifest.json``); ``recipe`` trains a variant (tests use a few steps).
+    """
+    spec = SPECS[name]
+    recipe = recipe or spec.recipe
+    directory = Path(path) if path is not None else model_dir(spec, recipe)
+    module = None if retrain else _load_cached(spec, recipe, directory)
+    if module is None:
+        module = train_digits_model(spec, recipe)
+        _store(module, spec, recipe, directory)
+        _say(f"saved trained {spec.name} to {directory}")
+    return DigitsAdapter(module.to(device), spec, recipe)
+
+
+def load_digits_dit(path: str | Path | None = None, **options: Any) -> DigitsAdapter:
+    """Registry loader of ``digits-dit``."""
+    return load_digits("digits-dit", path, **options)
+
+
+def load_digits_unet(path: str | Path | None = None, **options: Any) -> DigitsAdapter:
+    """Registry loader of ``digits-unet``."""
+    return load_digits("digits-unet", path, **options)

@@ -1,0 +1,225 @@
+"""Study configuration: one YAML file per study, parsed into typed, validated dataclasses.
+
+Every section is a frozen dataclass with defaults; unknown keys and wrong types are rejected
+with one sentence naming the YAML key and what is allowed. The fully resolved configuration
+(defaults filled in) is saved in the study directory as ``study.yaml`` so that a study can be
+re-run and compared later. See ``docs/study-yaml.md`` for every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from qua2.errors import Qua2Error
+from qua2.specs import SearchSpace
+
+STUDY_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """Which denoiser: a registry family and, for real models, a local diffusers directory."""
+
+    family: str = "digits-dit"
+    path: str | None = None
+    device: str = "auto"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+
+
+@dataclass(frozen=True)
+class ConditionsSection:
+    """What each image is conditioned on: class labels (cycled) or prompts from a file."""
+
+    kind: Literal["class", "text"] = "class"
+    labels: list[int] | None = None  # None: 0 … num_classes-1, cycled
+    num_classes: int = 10
+    prompts_file: str | None = None  # one prompt per line (text families)
+
+
+@dataclass(frozen=True)
+class SamplerSection:
+    """The deterministic sampler used for every image of the study."""
+
+    steps: int = 20
+    guidance_scale: float | None = None  # None: the family's default
+    batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class SeedsSection:
+    """Seeds: image i of a config uses ``sampling + i``; verification uses its own range."""
+
+    sampling: int = 0
+    verification: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class SearchSpaceSection:
+    """Per-layer options: every method at every bit-width (grouped methods per group size)."""
+
+    methods: list[str] = field(default_factory=lambda: ["uaq", "kmeans_c", "kmeans_a"])
+    bits: list[int] = field(default_factory=lambda: [3, 4])
+    group_sizes: list[int] = field(default_factory=list)
+
+    def build(self) -> SearchSpace:
+        return SearchSpace.grid(self.methods, self.bits, self.group_sizes)
+
+
+@dataclass(frozen=True)
+class ConfigSamplerSection:
+    """How random configurations are drawn (Qua²SeDiMo: low-bit share p ~ U(a, b))."""
+
+    kind: Literal["qua2sedimo", "stratified"] = "qua2sedimo"
+    low_share: tuple[float, float] = (0.0, 1.0)
+    num_configs: int = 300
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    """Which metrics to compute and which one is the primary objective."""
+
+    primary: str = "digits_fid"
+    lower_is_better: bool = True
+    bits_penalty: float = 0.0  # Qua²SeDiMo's λ: objective = primary ± λ·avg_bits
+    clip_model: str | None = None  # local CLIP directory (text families)
+    inception_weights: str | None = None  # local Inception weights (real models)
+    reference_images: str | None = None  # folder of real images (real models)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A whole study: model, conditions, sampler, seeds, search space, sampling, metrics."""
+
+    name: str = "study"
+    model: ModelSection = field(default_factory=ModelSection)
+    conditions: ConditionsSection = field(default_factory=ConditionsSection)
+    sampler: SamplerSection = field(default_factory=SamplerSection)
+    images_per_config: int = 256
+    verification_images: int = 1000
+    seeds: SeedsSection = field(default_factory=SeedsSection)
+    search_space: SearchSpaceSection = field(default_factory=SearchSpaceSection)
+    config_sampler: ConfigSamplerSection = field(default_factory=ConfigSamplerSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+    workers: int = 1
+    threads_per_worker: int | None = None
+    version: int = STUDY_FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        _check_positive(self, ("images_per_config", "verification_images", "workers"))
+        _check_positive(self.sampler, ("steps", "batch_size"), prefix="sampler.")
+        _check_positive(self.config_sampler, ("num_configs",), prefix="config_sampler.")
+        low, high = self.config_sampler.low_share
+        if not 0.0 <= low <= high <= 1.0:
+            raise Qua2Error(
+                "config_sampler.low_share must be [a, b] with 0 ≤ a ≤ b ≤ 1, "
+                f"got {list(self.config_sampler.low_share)}."
+            )
+        if self.version != STUDY_FORMAT_VERSION:
+            raise Qua2Error(
+                f"study format version {self.version} is not supported; this qua2 reads "
+                f"version {STUDY_FORMAT_VERSION}."
+            )
+        self.search_space.build()  # validates methods × bits × group sizes
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+    def save(self, path: Path) -> None:
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise Qua2Error(f"study file {path} does not exist; pass a YAML file from experiments/.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise Qua2Error(f"study file {path} is not valid YAML{where}; fix its syntax.") from None
+    return study_config_from_dict(data, source=str(path))
+
+
+def study_config_from_dict(data: Any, source: str = "study") -> StudyConfig:
+    """Build a :class:`StudyConfig` from plain data, naming the offending key on error."""
+    return _build(StudyConfig, data, prefix="", source=source)
+
+
+# --------------------------------------------------------------------------- parsing
+def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
+    if not isinstance(data, dict):
+        where = prefix.rstrip(".") or "the top level"
+        raise Qua2Error(f"{source}: {where} must be a mapping of keys, got {data!r}.")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise Qua2Error(
+            f"{source}: unknown key '{prefix}{unknown[0]}'; "
+            f"allowed here: {', '.join(sorted(names))}."
+        )
+    values = {k: _coerce(hints[k], v, f"{prefix}{k}", source) for k, v in data.items()}
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, f"{key}.", source)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _coerce(next(a for a in args if a is not type(None)), value, key, source)
+    if origin is Literal:
+        if value not in args:
+            allowed = ", ".join(repr(a) for a in args)
+            raise Qua2Error(f"{source}: '{key}' must be one of {allowed}, got {value!r}.")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise Qua2Error(f"{source}: '{key}' must be a list, got {value!r}.")
+        item = args[0] if args else Any
+        items = [_coerce(item, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+        fixed_length = origin is tuple and len(args) > 1 and args[1] is not Ellipsis
+        if fixed_length and len(items) != len(args):
+            raise Qua2Error(f"{source}: '{key}' must have {len(args)} items, got {value!r}.")
+        return tuple(items) if origin is tuple else items
+    return _coerce_scalar(hint, value, key, source)
+
+
+def _coerce_scalar(hint: Any, value: Any, key: str, source: str) -> Any:
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    if hint is bool and isinstance(value, bool):
+        return value
+    raise Qua2Error(f"{source}: '{key}' must be {hint.__name__}, got {value!r}.")
+
+
+def _check_positive(obj: Any, names: tuple[str, ...], prefix: str = "") -> None:
+    for name in names:
+        if getattr(obj, name) < 1:
+            raise Qua2Error(f"'{prefix}{name}' must be at least 1, got {getattr(obj, name)}.")
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_plain(v) for v in value]
+    return value

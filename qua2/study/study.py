@@ -1,0 +1,131 @@
+"""A study directory and the objects every stage shares.
+
+A :class:`Study` is a directory holding the resolved ``study.yaml`` plus the artifacts of each
+stage. It loads the denoiser lazily (once per process) and defines the *common random
+numbers* of the study: the conditions and seeds of image ``i`` are fixed functions of the
+config, so every configuration is scored on exactly the same initial noise and labels as the
+full-precision reference (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from qua2.errors import Qua2Error
+from qua2.study.config import StudyConfig, load_study_config
+
+STUDY_FILE = "study.yaml"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when present, else CPU; anything else is passed to torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        message = f"model.device {name!r} is not a torch device; use auto, cpu or cuda."
+        raise Qua2Error(message) from None
+
+
+class Study:
+    """A study directory: its config, its model and its fixed conditions and seeds."""
+
+    def __init__(self, directory: Path, config: StudyConfig) -> None:
+        self.directory = Path(directory)
+        self.config = config
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def create(cls, config: StudyConfig, directory: str | Path) -> Study:
+        """Start (or re-open) a study in ``directory``; refuses to mix two different configs."""
+        directory = Path(directory)
+        existing = directory / STUDY_FILE
+        if existing.exists():
+            saved = load_study_config(existing)
+            if saved.to_dict() != config.to_dict():
+                raise Qua2Error(
+                    f"{directory} already holds a study with a different configuration; "
+                    "choose another --out directory or re-run with the same YAML."
+                )
+        directory.mkdir(parents=True, exist_ok=True)
+        config.save(existing)
+        return cls(directory, config)
+
+    @classmethod
+    def open(cls, directory: str | Path) -> Study:
+        """Open an existing study directory (made by ``qua2 run``)."""
+        directory = Path(directory)
+        path = directory / STUDY_FILE
+        if not path.is_file():
+            raise Qua2Error(
+                f"{directory} is not a qua2 study directory (no {STUDY_FILE}); "
+                "create one with `qua2 run STUDY.yaml --out DIR`."
+            )
+        return cls(directory, load_study_config(path))
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the study directory (parent folders created)."""
+        target = self.directory.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    # ------------------------------------------------------------------ model
+    @cached_property
+    def device(self) -> torch.device:
+        return resolve_device(self.config.model.device)
+
+    @cached_property
+    def adapter(self) -> Any:
+        """The denoiser adapter, loaded once per process."""
+        from qua2.models import load_model
+
+        model = self.config.model
+        adapter = load_model(model.family, model.path)
+        dtype = getattr(torch, model.dtype)
+        adapter.module.to(device=self.device, dtype=dtype)
+        return adapter
+
+    # ------------------------------------------------------------------ common random numbers
+    def conditions(self, count: int) -> list[Any]:
+        """Conditions of images ``0 … count-1`` of any seed list (labels cycled, or prompts)."""
+        section = self.config.conditions
+        if section.kind == "class":
+            pool: list[Any] = section.labels or list(range(section.num_classes))
+        else:
+            pool = self._prompts()
+        return [pool[i % len(pool)] for i in range(count)]
+
+    def _prompts(self) -> list[str]:
+        file = self.config.conditions.prompts_file
+        if not file:
+            raise Qua2Error("conditions.kind is 'text' but conditions.prompts_file is not set.")
+        path = Path(file)
+        if not path.is_file():
+            raise Qua2Error(f"conditions.prompts_file {path} does not exist.")
+        prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if not prompts:
+            raise Qua2Error(f"conditions.prompts_file {path} holds no prompts.")
+        return prompts
+
+    def sampling_seeds(self, count: int | None = None) -> list[int]:
+        """Seeds of the images every sampled configuration is scored on."""
+        count = self.config.images_per_config if count is None else count
+        return [self.config.seeds.sampling + i for i in range(count)]
+
+    def verification_seeds(self, count: int | None = None) -> list[int]:
+        """Held-out seeds, never used while sampling or fitting."""
+        count = self.config.verification_images if count is None else count
+        return [self.config.seeds.verification + i for i in range(count)]
+
+    def generate(self, seeds: list[int], noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Images of the current model weights for ``seeds`` with the study's sampler."""
+        sampler = self.config.sampler
+        return self.adapter.generate(
+            self.conditions(len(seeds)), seeds, steps=sampler.steps,
+            guidance_scale=sampler.guidance_scale, batch_size=sampler.batch_size, noise=noise,
+        )
