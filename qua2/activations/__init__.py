@@ -1,0 +1,61 @@
+"""Activation quantization and calibration for diffusion denoisers (issue 8).
+
+* Quantizers (pure functions): :func:`fake_quant_per_token` (dynamic, Qua²SeDiMo's A6/A8),
+  :func:`fake_quant_static` (calibrated per-tensor ranges, PTQ4DM).
+* :class:`ActivationSetting` — bits, dynamic/static, calibration method, range objective,
+  keep-FP layers, Q/K/V and softmax bit-widths, timestep groups, MixDQ's BOS-aware K/V.
+* :func:`quantized_activations` — context manager installing hooks (and a wrapping attention
+  processor for the softmax output); removes everything on exit. Composes with
+  ``qua2.quant`` weight quantization.
+* Calibration: :func:`calibration_set` (NDTC, single-step, uniform, real data; cached as
+  safetensors) and :func:`calibrate_ranges` (L_p / MSE / L1 / cosine / KL range search).
+
+Timestep convention: ``t`` is the scheduler's training timestep as the denoiser receives it,
+``t = 0`` clean (x₀), ``t = T - 1`` pure noise. See docs/activations.md.
+"""
+
+from qua2.activations.calibrate import RangeObserver, calibrate_module, calibrate_ranges
+from qua2.activations.calibration import (
+    NDTC_MEAN,
+    NDTC_STD,
+    build_calibration_set,
+    calibration_set,
+    draw_step_indices,
+)
+from qua2.activations.calibset import CalibrationSet
+from qua2.activations.hooks import ActivationHandle, observing, quantized_activations
+from qua2.activations.quantizers import fake_quant, fake_quant_per_token, fake_quant_static
+from qua2.activations.ranges import ActivationRanges, group_edges, timestep_group
+from qua2.activations.search import OBJECTIVES, range_errors, search_range
+from qua2.activations.setting import CALIBRATION_METHODS, MODES, ActivationSetting
+from qua2.activations.sites import Site, attention_modules, plan_sites
+
+__all__ = [
+    "CALIBRATION_METHODS",
+    "MODES",
+    "NDTC_MEAN",
+    "NDTC_STD",
+    "OBJECTIVES",
+    "ActivationHandle",
+    "ActivationRanges",
+    "ActivationSetting",
+    "CalibrationSet",
+    "RangeObserver",
+    "Site",
+    "attention_modules",
+    "build_calibration_set",
+    "calibrate_module",
+    "calibrate_ranges",
+    "calibration_set",
+    "draw_step_indices",
+    "fake_quant",
+    "fake_quant_per_token",
+    "fake_quant_static",
+    "group_edges",
+    "observing",
+    "plan_sites",
+    "quantized_activations",
+    "range_errors",
+    "search_range",
+    "timestep_group",
+]
