@@ -41,7 +41,10 @@ NDTC_MEAN, NDTC_STD = 0.4, 0.4
 
 def _fresh_scheduler(adapter: Any, steps: int) -> Any:
     scheduler = copy.deepcopy(adapter.scheduler)
-    scheduler.set_timesteps(steps, device=adapter.device)
+    if hasattr(adapter, "set_timesteps"):  # flow-matching adapters add a resolution shift
+        adapter.set_timesteps(scheduler, steps)
+    else:
+        scheduler.set_timesteps(steps, device=adapter.device)
     return scheduler
 
 

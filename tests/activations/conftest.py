@@ -69,7 +69,7 @@ def dit_adapter(tiny_dit):
     return TinyDiTAdapter(tiny_dit, scheduler, (1, 8, 8), name="tiny-dit")
 
 
-def dit_inputs(batch: int = 2, seed: int = 0, t: int = 500):
+def _dit_inputs(batch: int = 2, seed: int = 0, t: int = 500):
     """Positional/keyword inputs of one tiny-DiT forward call."""
     from qua2.models.base import ExampleInputs
 
@@ -78,3 +78,9 @@ def dit_inputs(batch: int = 2, seed: int = 0, t: int = 500):
     labels = torch.randint(0, 10, (batch,), generator=gen)
     return ExampleInputs((x, torch.full((batch,), t)),
                          {"class_labels": labels, "return_dict": False})
+
+
+@pytest.fixture()
+def dit_inputs():
+    """``dit_inputs(batch=2, seed=0, t=500)`` → inputs of one tiny-DiT forward call."""
+    return _dit_inputs
