@@ -19,7 +19,9 @@ TINY_STEPS = 30
 def tiny_recipe():
     from qua2.models.training import TrainRecipe
 
-    return TrainRecipe(steps=TINY_STEPS, batch_size=32, warmup=5)
+    # The same recipe as `model.options: {train_steps: 30}` in a study YAML, so both share
+    # one cached model per session.
+    return TrainRecipe(steps=TINY_STEPS, warmup=TINY_STEPS // 5)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from qua2 import __version__
 from qua2.errors import Qua2Error
 
-COMMANDS = ["run"]
+COMMANDS = ["run", "sample", "sweep", "status", "results"]
 
 
 def build_parser() -> argparse.ArgumentParser:

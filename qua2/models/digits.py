@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -190,14 +190,20 @@ def train_digits_model(spec: DigitsSpec, recipe: TrainRecipe) -> nn.Module:
 
 
 def load_digits(name: str, path: str | Path | None = None, *, recipe: TrainRecipe | None = None,
-                retrain: bool = False, device: str | torch.device = "cpu") -> DigitsAdapter:
+                train_steps: int | None = None, retrain: bool = False,
+                device: str | torch.device = "cpu") -> DigitsAdapter:
     """Load (training once if needed) the embedded digits model ``name``.
 
     ``path`` overrides the cache directory (a folder with ``model.safetensors`` and
-    ``manifest.json``); ``recipe`` trains a variant (tests use a few steps).
+    ``manifest.json``); ``recipe`` trains a variant, and ``train_steps`` is a shortcut for the
+    default recipe with fewer steps (tests and quick studies: ``model.options`` in a YAML).
     """
     spec = SPECS[name]
     recipe = recipe or spec.recipe
+    if train_steps is not None:
+        if not isinstance(train_steps, int) or train_steps < 1:
+            raise Qua2Error(f"train_steps must be a positive integer, got {train_steps!r}.")
+        recipe = replace(recipe, steps=train_steps, warmup=min(recipe.warmup, train_steps // 5))
     directory = Path(path) if path is not None else model_dir(spec, recipe)
     module = None if retrain else _load_cached(spec, recipe, directory)
     if module is None:

@@ -31,6 +31,7 @@ class ModelSection:
     path: str | None = None
     device: str = "auto"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    options: dict[str, Any] = field(default_factory=dict)  # extra loader options
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,10 @@ def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
             allowed = ", ".join(repr(a) for a in args)
             raise Qua2Error(f"{source}: '{key}' must be one of {allowed}, got {value!r}.")
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise Qua2Error(f"{source}: '{key}' must be a mapping, got {value!r}.")
+        return dict(value)
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
             raise Qua2Error(f"{source}: '{key}' must be a list, got {value!r}.")

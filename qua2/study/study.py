@@ -85,7 +85,7 @@ class Study:
         from qua2.models import load_model
 
         model = self.config.model
-        adapter = load_model(model.family, model.path)
+        adapter = load_model(model.family, model.path, **model.options)
         dtype = getattr(torch, model.dtype)
         adapter.module.to(device=self.device, dtype=dtype)
         return adapter

@@ -1,0 +1,28 @@
+"""``qua2 sample DIR -n N``: evaluate N more random configurations of a study."""
+
+from __future__ import annotations
+
+import argparse
+
+from qua2.cli.run import add_worker_options
+from qua2.study.pipeline import RunOptions, stage_sample
+from qua2.study.store import Store
+from qua2.study.study import Study
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("sample", help="evaluate N more random configurations",
+                                   description=__doc__)
+    parser.add_argument("study_dir")
+    parser.add_argument("-n", type=int, required=True, help="how many more configurations")
+    add_worker_options(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    study = Study.open(args.study_dir)
+    with Store(study.path("study.sqlite")) as store:
+        have = store.count(kind="random")
+    options = RunOptions(workers=args.workers, threads=args.threads, num_configs=have + args.n)
+    stage_sample(study, options)
+    return 0

@@ -1,0 +1,81 @@
+"""Evaluate one configuration: swap cached weights in, generate with fixed noise, score.
+
+Per configuration the only work is (1) copying the cached dequantized weights into the model
+(no re-quantization), (2) generating images from the *reference's* initial noise and
+conditions, (3) scoring them against real data and against the FP images of the same seeds.
+A config whose images contain NaN/Inf, or whose evaluation raises, is recorded as failed with
+the reason and the study goes on.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from qua2.specs import QuantConfig
+from qua2.study.reference import Reference, get_reference
+from qua2.study.scoring import Scorer, build_scorer
+from qua2.study.study import Study
+
+
+@dataclass
+class Evaluation:
+    """The outcome of one configuration."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    avg_bits: float | None = None
+    error: str | None = None
+    images: torch.Tensor | None = None
+
+
+def objective(study: Study, metrics: dict[str, float], avg_bits: float | None) -> float:
+    """The study's primary objective, *higher is better* (Qua²SeDiMo: −FID − λ·avg_bits)."""
+    section = study.config.metrics
+    value = metrics[section.primary]
+    signed = -value if section.lower_is_better else value
+    return signed - section.bits_penalty * (avg_bits or 0.0)
+
+
+class Evaluator:
+    """Scores configurations of one study; build once per worker process, reuse for many."""
+
+    def __init__(self, study: Study, cache: Any, reference: Reference | None = None,
+                 scorer: Scorer | None = None) -> None:
+        self.study = study
+        self.cache = cache
+        self.reference = reference or get_reference(study, "sampling")
+        self.scorer = scorer or build_scorer(study)
+
+    def evaluate(self, config: QuantConfig, keep_images: bool = False) -> Evaluation:
+        from qua2.quant import average_bits, quantized
+
+        result = Evaluation()
+        clock = time.perf_counter
+        try:
+            result.avg_bits = average_bits(config, self.cache)
+            started = clock()
+            with quantized(self.study.adapter.module, config, self.cache):
+                applied = clock()
+                images = self.study.generate(self.reference.seeds, noise=self.reference.noise)
+                generated = clock()
+            restored = clock()
+            result.timings = {"apply": applied - started, "generate": generated - applied,
+                              "restore": restored - generated}
+            if not torch.isfinite(images).all():
+                result.error = "generated images contain NaN or Inf"
+                return result
+            result.metrics = self.scorer.score(images, self.reference)
+            result.metrics["objective"] = objective(self.study, result.metrics, result.avg_bits)
+            result.timings["score"] = clock() - restored
+            if keep_images:
+                result.images = images
+        except Exception as error:  # recorded as a failed config; the study goes on
+            result.error = f"{type(error).__name__}: {error}"
+            result.timings["traceback"] = 0.0
+            traceback.print_exc()
+        return result

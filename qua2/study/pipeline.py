@@ -1,0 +1,129 @@
+"""The stages of a study, in order; each one skips what is already done.
+
+``qua2 run`` calls :func:`run_study`, which runs every stage in :data:`STAGES`. A stage is a
+function of the study (and the artifacts of earlier stages, found in the study directory), so
+each can be re-run alone, and a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from qua2.study.store import Store
+from qua2.study.study import Study
+
+
+@dataclass
+class RunOptions:
+    """Command-line overrides of the study config for one run."""
+
+    workers: int | None = None
+    threads: int | None = None
+    num_configs: int | None = None
+
+
+def say(message: str) -> None:
+    print(f"qua2: {message}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- stages
+def stage_model(study: Study, options: RunOptions) -> None:
+    """Load (or train, for the embedded models) the denoiser and describe it."""
+    adapter = study.adapter
+    layers = adapter.quantizable_layers()
+    params = sum(p.numel() for p in adapter.module.parameters())
+    info = {"family": adapter.family, "name": adapter.name, "parameters": params,
+            "quantizable_layers": len(layers), "device": str(study.device)}
+    study.path("model.json").write_text(json.dumps(info, indent=2))
+    say(f"model {adapter.name}: {params / 1e6:.2f} M parameters, {len(layers)} weight layers")
+
+
+def stage_reference(study: Study, options: RunOptions) -> None:
+    """FP reference images, a sample grid and the FP metrics table."""
+    from qua2.plots import sample_grid_figure, save_figure
+    from qua2.study.reference import get_reference
+    from qua2.study.scoring import build_scorer
+
+    reference = get_reference(study, "sampling")
+    grid = study.path("reference", "fp_samples.png")
+    shown = min(len(reference.images), 50)
+    save_figure(sample_grid_figure(reference.images[:shown], reference.conditions[:shown],
+                                   suptitle=f"{study.config.name}: full precision"), grid)
+    metrics_path = study.path("reference", "fp_metrics.json")
+    if not metrics_path.exists():
+        metrics = build_scorer(study).score(reference.images, reference)
+        metrics_path.write_text(json.dumps(metrics, indent=2))
+    metrics = json.loads(metrics_path.read_text())
+    say(f"FP sample grid → {grid}")
+    say("FP metrics (" + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()) + f") → "
+        f"{metrics_path}")
+
+
+def stage_cache(study: Study, options: RunOptions) -> None:
+    """Quantize every (layer, option) once into the study's option cache."""
+    from qua2.study.option_cache import open_option_cache
+
+    open_option_cache(study)
+
+
+def stage_anchors(study: Study, options: RunOptions) -> None:
+    """Queue and evaluate the uniform configs (every layer on one option)."""
+    from qua2.study.queue import queue_anchors
+
+    queue_anchors(study)
+    _evaluate(study, options, ["uniform"], "anchors")
+
+
+def stage_sample(study: Study, options: RunOptions) -> None:
+    """Queue random configs up to the study's count and evaluate them."""
+    from qua2.study.queue import queue_random
+
+    target = options.num_configs or study.config.config_sampler.num_configs
+    with Store(study.path("study.sqlite")) as store:
+        have = store.count(kind="random")
+    if have < target:
+        queue_random(study, target - have)
+    _evaluate(study, options, ["random"], "random configs")
+
+
+def stage_sweep(study: Study, options: RunOptions) -> None:
+    """Queue and evaluate the one-layer-at-a-time sweep (MixDQ-style sensitivity)."""
+    from qua2.study.queue import queue_sweep
+
+    queue_sweep(study)
+    _evaluate(study, options, ["sweep"], "sweep")
+
+
+def _evaluate(study: Study, options: RunOptions, kinds: list[str], desc: str) -> None:
+    from qua2.study.workers import evaluate_pending
+
+    workers = options.workers or study.config.workers
+    evaluate_pending(study, kinds, workers=workers, threads=options.threads, desc=desc)
+
+
+StageFn = Callable[[Study, RunOptions], None]
+STAGES: list[tuple[str, StageFn]] = [
+    ("model", stage_model),
+    ("reference", stage_reference),
+    ("cache", stage_cache),
+    ("anchors", stage_anchors),
+    ("sample", stage_sample),
+    ("sweep", stage_sweep),
+]
+
+
+def run_study(config_path: str | Path, out: str | Path, options: RunOptions | None = None,
+              stages: list[str] | None = None) -> Study:
+    """Create or resume the study of ``config_path`` in ``out`` and run its stages in order."""
+    from qua2.study.config import load_study_config
+
+    options = options or RunOptions()
+    study = Study.create(load_study_config(config_path), out)
+    for name, stage in STAGES:
+        if stages is None or name in stages:
+            stage(study, options)
+    return study

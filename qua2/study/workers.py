@@ -1,0 +1,123 @@
+"""Evaluate a study's pending configurations, in this process or in several worker processes.
+
+Workers are plain subprocesses (``python -m qua2.study.workers DIR``) that coordinate only
+through the SQLite store: each claims one pending row at a time in a transaction, so no
+configuration is evaluated twice, and a row whose worker died is put back to pending by the
+next run. Each worker sets an explicit torch thread count: two processes with default
+OpenMP settings on two cores slow each other ~100× (RESEARCH.md §6).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from tqdm.auto import tqdm
+
+from qua2.study.store import Store
+from qua2.study.study import Study
+
+
+def default_threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def evaluate_loop(study: Study, kinds: Sequence[str] | None = None,
+                  progress: tqdm | None = None) -> int:
+    """Claim and evaluate pending rows until none is left; return how many this process did."""
+    from qua2.study.evaluate import Evaluator
+    from qua2.study.option_cache import open_option_cache
+
+    store = Store(study.path("study.sqlite"))
+    evaluator: Evaluator | None = None
+    done = 0
+    while (row := store.claim(kinds)) is not None:
+        evaluator = evaluator or Evaluator(study, open_option_cache(study))
+        from qua2.specs import QuantConfig
+
+        result = evaluator.evaluate(QuantConfig.from_dict(row.config))
+        if result.error:
+            store.fail(row.id, result.error, result.timings)
+        else:
+            store.finish(row.id, result.metrics, result.timings, result.avg_bits)
+        done += 1
+        if progress is not None:
+            progress.update(1)
+    store.close()
+    return done
+
+
+def evaluate_pending(study: Study, kinds: Sequence[str] | None = None, workers: int = 1,
+                     threads: int | None = None, desc: str = "evaluating") -> int:
+    """Evaluate every pending row (of ``kinds``) with ``workers`` processes."""
+    import torch
+
+    with Store(study.path("study.sqlite")) as store:
+        recovered = store.recover_abandoned()
+        if recovered:
+            print(f"qua2: {recovered} configuration(s) left unfinished by a stopped run will be "
+                  "evaluated again.", file=sys.stderr)
+        pending = sum(store.count("pending", kind) for kind in kinds) if kinds else \
+            store.count("pending")
+    if pending == 0:
+        return 0
+    threads = threads or study.config.threads_per_worker or default_threads(workers)
+    with tqdm(total=pending, desc=desc, unit="config") as progress:
+        if workers <= 1:
+            torch.set_num_threads(threads)
+            return evaluate_loop(study, kinds, progress)
+        return _run_workers(study, kinds, workers, threads, pending, progress)
+
+
+def _run_workers(study: Study, kinds: Sequence[str] | None, workers: int, threads: int,
+                 pending: int, progress: tqdm) -> int:
+    command = [sys.executable, "-m", "qua2.study.workers", str(study.directory),
+               "--threads", str(threads)]
+    if kinds:
+        command += ["--kinds", *kinds]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads)}
+    processes = [subprocess.Popen(command, env=env) for _ in range(workers)]
+    store = Store(study.path("study.sqlite"))
+    start = _finished(store)
+    try:
+        while any(p.poll() is None for p in processes):
+            time.sleep(0.5)
+            progress.n = min(pending, _finished(store) - start)
+            progress.refresh()
+    except KeyboardInterrupt:
+        for process in processes:
+            process.terminate()
+        raise
+    finally:
+        store.close()
+    failed = [p.returncode for p in processes if p.returncode]
+    if failed:
+        print(f"qua2: {len(failed)} worker(s) exited with an error; see their output above.",
+              file=sys.stderr)
+    return progress.n
+
+
+def _finished(store: Store) -> int:
+    counts = store.counts()
+    return counts["done"] + counts["failed"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="A qua2 evaluation worker (internal).")
+    parser.add_argument("study")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--kinds", nargs="*")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    evaluate_loop(Study.open(args.study), args.kinds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
