@@ -9,6 +9,8 @@
   ``qua2.quant`` weight quantization.
 * Calibration: :func:`calibration_set` (NDTC, single-step, uniform, real data; cached as
   safetensors) and :func:`calibrate_ranges` (L_p / MSE / L1 / cosine / KL range search).
+* :func:`prepare_activations` — what a study calls once: calibrate (cached) and get a
+  context to apply on top of every weight configuration.
 
 Timestep convention: ``t`` is the scheduler's training timestep as the denoiser receives it,
 ``t = 0`` clean (x₀), ``t = T - 1`` pure noise. See docs/activations.md.
@@ -24,6 +26,7 @@ from qua2.activations.calibration import (
 )
 from qua2.activations.calibset import CalibrationSet
 from qua2.activations.hooks import ActivationHandle, observing, quantized_activations
+from qua2.activations.prepare import PreparedActivations, first_last_layers, prepare_activations
 from qua2.activations.quantizers import fake_quant, fake_quant_per_token, fake_quant_static
 from qua2.activations.ranges import ActivationRanges, group_edges, timestep_group
 from qua2.activations.search import OBJECTIVES, range_errors, search_range
@@ -40,6 +43,7 @@ __all__ = [
     "ActivationRanges",
     "ActivationSetting",
     "CalibrationSet",
+    "PreparedActivations",
     "RangeObserver",
     "Site",
     "attention_modules",
@@ -51,9 +55,11 @@ __all__ = [
     "fake_quant",
     "fake_quant_per_token",
     "fake_quant_static",
+    "first_last_layers",
     "group_edges",
     "observing",
     "plan_sites",
+    "prepare_activations",
     "quantized_activations",
     "range_errors",
     "search_range",

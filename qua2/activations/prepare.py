@@ -1,0 +1,107 @@
+"""One call for a study: turn an :class:`ActivationSetting` into a reusable quantization context.
+
+A study applies the same activation setting on top of every weight configuration, so the
+(static) ranges are calibrated once on the FP model and reused::
+
+    acts = prepare_activations(adapter, setting, conditions=labels, cache_dir=study / "calib")
+    with qua2.quant.quantized(adapter.module, config, cache), acts.apply(adapter.module):
+        images = adapter.generate(labels, seeds)
+
+Calibrating on the FP model (not per weight configuration) is what PTQ4DM does for its
+activation ranges and keeps a 500-configuration study at one calibration. Both the calibration
+set and the ranges are cached in ``cache_dir`` (safetensors), keyed by everything they depend on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from qua2.activations.calibrate import calibrate_ranges
+from qua2.activations.calibration import calibration_set
+from qua2.activations.calibset import content_digest, module_fingerprint
+from qua2.activations.hooks import ActivationHandle, quantized_activations
+from qua2.activations.ranges import ActivationRanges
+from qua2.activations.setting import ActivationSetting
+from qua2.errors import Qua2Error
+from qua2.models.base import ExampleInputs
+
+
+@dataclass
+class PreparedActivations:
+    """A setting with its layers and (static) ranges, ready to apply to the module."""
+
+    setting: ActivationSetting
+    layers: list[str] | None = None
+    ranges: ActivationRanges | None = None
+
+    @property
+    def label(self) -> str:
+        return self.setting.label
+
+    def apply(self, module: nn.Module) -> AbstractContextManager[ActivationHandle]:
+        """The context that quantizes ``module``'s activations (see ``quantized_activations``)."""
+        return quantized_activations(module, self.layers, self.setting, self.ranges)
+
+
+def prepare_activations(adapter: Any, setting: ActivationSetting, *,
+                        layers: Sequence[str] | None = None,
+                        conditions: Sequence[Any] | None = None,
+                        cache_dir: str | Path | None = None, steps: int = 20, seed: int = 0,
+                        real_images: torch.Tensor | None = None,
+                        batch_size: int = 64) -> PreparedActivations:
+    """Calibrate ``setting`` for ``adapter`` if it is static (cached); dynamic needs nothing.
+
+    ``conditions`` are the class labels or prompts the calibration samples use (for
+    ``"real"``: the labels of ``real_images``); ``steps`` is the sampler's step count.
+    """
+    layers = None if layers is None else list(layers)
+    if setting.mode == "dynamic":
+        return PreparedActivations(setting, layers)
+    if not conditions:
+        raise Qua2Error("static activation calibration needs conditions (class labels or "
+                        "prompts) for its calibration samples.")
+    calib = calibration_set(adapter, setting.calibration or "", conditions, cache_dir=cache_dir,
+                            size=setting.calibration_size, seed=seed, steps=steps,
+                            real_images=real_images, batch_size=batch_size)
+    path = None
+    if cache_dir is not None:
+        key = content_digest({"setting": setting.to_dict(), "layers": layers,
+                              "model": module_fingerprint(adapter.module),
+                              "calib": content_digest(calib.inputs), "seed": seed})
+        path = Path(cache_dir) / f"ranges-{setting.label}-{key}.safetensors"
+        if path.exists():
+            return PreparedActivations(setting, layers, ActivationRanges.load(path))
+    ranges = calibrate_ranges(adapter, calib, setting, layers, batch_size=batch_size, seed=seed)
+    if path is not None:
+        ranges.save(path)
+    return PreparedActivations(setting, layers, ranges)
+
+
+@torch.no_grad()
+def first_last_layers(module: nn.Module, example: ExampleInputs) -> list[str]:
+    """The first and last Linear/Conv layers *executed* by one forward call.
+
+    PTQ4DM keeps these (the input and output projections) at high precision; pass the result
+    as ``keep_fp``. Execution order, not registration order, because e.g. DiT registers its
+    output head after the blocks but builds its timestep embedding inside them.
+    """
+    from qua2.models.base import QUANTIZABLE_TYPES
+
+    order: list[str] = []
+    handles = [sub.register_forward_pre_hook(lambda _m, _a, n=name: order.append(n))
+               for name, sub in module.named_modules() if isinstance(sub, QUANTIZABLE_TYPES)]
+    try:
+        module(*example.args, **example.kwargs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not order:
+        raise Qua2Error("the module ran no Linear/Conv layer on the example inputs.")
+    return list(dict.fromkeys([order[0], order[-1]]))
