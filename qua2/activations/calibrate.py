@@ -54,7 +54,7 @@ class _Reservoir:
 class RangeObserver:
     """Collects FP activations per (site, timestep group) and turns them into ranges."""
 
-    def __init__(self, edges: torch.Tensor, max_values: int = 1 << 17, seed: int = 0) -> None:
+    def __init__(self, edges: torch.Tensor, max_values: int = 1 << 16, seed: int = 0) -> None:
         self.edges = edges
         self.max_values = int(max_values)
         self.gen = torch.Generator().manual_seed(int(seed))
@@ -115,7 +115,7 @@ def _check_static(setting: ActivationSetting) -> None:
 @torch.no_grad()
 def calibrate_ranges(adapter: Any, calib: CalibrationSet, setting: ActivationSetting,
                      layers: Sequence[str] | None = None, *, batch_size: int = 64,
-                     max_values: int = 1 << 17, seed: int = 0) -> ActivationRanges:
+                     max_values: int = 1 << 16, seed: int = 0) -> ActivationRanges:
     """Static ranges for ``setting`` from ``calib`` replayed through ``adapter.denoise``."""
     _check_static(setting)
     if len(calib) == 0:
@@ -133,7 +133,7 @@ def calibrate_ranges(adapter: Any, calib: CalibrationSet, setting: ActivationSet
 @torch.no_grad()
 def calibrate_module(module: nn.Module, setting: ActivationSetting,
                      inputs: Iterable[ExampleInputs], layers: Sequence[str] | None = None, *,
-                     num_train_timesteps: int = 1000, max_values: int = 1 << 17,
+                     num_train_timesteps: int = 1000, max_values: int = 1 << 16,
                      seed: int = 0) -> ActivationRanges:
     """Static ranges from forward calls ``module(*i.args, **i.kwargs)`` for every ``i``."""
     _check_static(setting)
