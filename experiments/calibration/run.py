@@ -198,7 +198,8 @@ def _summary_line(model: str, setting: str, method: str, part: Any,
             delta = f"{float(d.mean()):+.2f} ± {float(d.std() / len(d) ** .5):.2f}"
     acc = part["accuracy"].mean()
     acc_text = "–" if acc != acc else f"{acc:.3f}"  # NaN when no classifier
-    return (f"| {model} | {setting} | {method} | {part['psnr'].mean():.2f} | {spread} "
+    psnr = "reference" if method == "fp" else f"{part['psnr'].mean():.2f}"
+    return (f"| {model} | {setting} | {method} | {psnr} | {spread} "
             f"| {delta} | {acc_text} |")
 
 
