@@ -14,7 +14,7 @@ Design (paired, common random numbers):
   per-token quantization (no calibration, Qua²SeDiMo) is reported alongside;
 * every configuration generates the same ``--images`` images (seeds 0…N-1, labels i mod 10,
   DDIM 20 steps) as the FP model; score = PSNR vs the FP image of the same seed (paired), plus
-  class accuracy of the digits classifier when ``qua2.metrics`` provides it;
+  digits-FID and class accuracy from ``qua2.metrics`` (distribution metrics, noisier);
 * ``--calib-seeds`` repeat each calibration with fresh calibration samples, so the spread due
   to the calibration draw is visible next to the difference between methods.
 
@@ -77,12 +77,12 @@ def psnr_per_image(images: torch.Tensor, reference: torch.Tensor) -> torch.Tenso
     return 10 * torch.log10(4.0 / mse)
 
 
-def class_accuracy(images: torch.Tensor, labels: torch.Tensor) -> float | None:
-    try:
-        from qua2.metrics.classifier import load_digits_classifier
-    except ImportError:
-        return None
-    return float(load_digits_classifier().accuracy(images, labels))
+def distribution_metrics(images: torch.Tensor, labels: list[int]) -> dict[str, float]:
+    """digits-FID (vs all 1797 real digits) and class accuracy from qua2.metrics."""
+    from qua2.metrics.suite import score_images
+
+    scores = score_images(images, labels)
+    return {k: scores[k] for k in ("digits_fid", "class_accuracy")}
 
 
 # ---------------------------------------------------------------------------------- running
@@ -133,7 +133,7 @@ def run_model(name: str, args: argparse.Namespace, out: Path) -> list[dict[str, 
         per_image[f"{setting}/{method}/{seed}"] = psnr
         rows.append({"model": name, "setting": setting, "method": method, "calib_seed": seed,
                      "psnr": float(psnr.mean()), "psnr_se": float(psnr.std() / len(psnr) ** .5),
-                     "accuracy": class_accuracy(images, torch.tensor(labels)),
+                     **distribution_metrics(images, labels),
                      "seconds": round(time.time() - t0, 2), "keep_fp": ",".join(keep)})
         print(json.dumps(rows[-1]), flush=True)
 
@@ -166,8 +166,9 @@ def summarise(run_dir: Path, publish: Path | None) -> None:
 
     rows = pd.read_csv(run_dir / "rows.csv")
     lines = ["| model | setting | method | PSNR vs FP (dB), mean over calib seeds "
-             "| spread over calib seeds | Δ vs real (paired, dB ± s.e.) | class acc. |",
-             "|---|---|---|---|---|---|---|"]
+             "| spread over calib seeds | Δ PSNR vs real (paired, dB ± s.e.) | digits-FID "
+             "| class acc. |",
+             "|---|---|---|---|---|---|---|---|"]
     for model, group in rows.groupby("model", sort=False):
         per_image = load_file(run_dir / f"{model}-psnr.safetensors")
         for setting, sub in group.groupby("setting", sort=False):
@@ -196,11 +197,9 @@ def _summary_line(model: str, setting: str, method: str, part: Any,
         if diffs:
             d = torch.stack(diffs).mean(0)  # per image, averaged over calibration seeds
             delta = f"{float(d.mean()):+.2f} ± {float(d.std() / len(d) ** .5):.2f}"
-    acc = part["accuracy"].mean()
-    acc_text = "–" if acc != acc else f"{acc:.3f}"  # NaN when no classifier
     psnr = "reference" if method == "fp" else f"{part['psnr'].mean():.2f}"
-    return (f"| {model} | {setting} | {method} | {psnr} | {spread} "
-            f"| {delta} | {acc_text} |")
+    return (f"| {model} | {setting} | {method} | {psnr} | {spread} | {delta} "
+            f"| {part['digits_fid'].mean():.2f} | {part['class_accuracy'].mean():.3f} |")
 
 
 def _figure(rows: Any) -> Any:
