@@ -7,11 +7,13 @@ do 2406.11100's single-step calibration and uniform timesteps compare?
 Design (paired, common random numbers):
 
 * models: ``digits-dit`` and ``digits-unet`` (trained once, cached);
-* weights: UAQ per output channel (Qua²SeDiMo's uniform method) at 8 or 4 bits on every layer;
+* weights: FP (W16), or UAQ per output channel (Qua²SeDiMo's uniform method) at 8 or 4 bits
+  on every layer;
 * activations: static per-tensor ranges, L_p (p = 2.4) range search, calibrated with each of
   ``ndtc``, ``single_step``, ``uniform``, ``real`` (256 samples), at 8 or 6 bits — the
-  W8A8, W4A8 and W4A6 settings; first/last executed layers stay FP (as PTQ4DM does); dynamic
-  per-token quantization (no calibration, Qua²SeDiMo) is reported alongside;
+  W16A8 and W16A6 settings isolate the activations, W8A8, W4A8 and W4A6 add weights;
+  first/last executed layers stay FP (as PTQ4DM does); dynamic per-token quantization (no
+  calibration, Qua²SeDiMo) is reported alongside;
 * every configuration generates the same ``--images`` images (seeds 0…N-1, labels i mod 10,
   DDIM 20 steps) as the FP model; score = PSNR vs the FP image of the same seed (paired), plus
   digits-FID and class accuracy from ``qua2.metrics`` (distribution metrics, noisier);
@@ -40,7 +42,9 @@ from typing import Any
 
 import torch
 
-SETTINGS = {"W8A8": (8, 8), "W4A8": (4, 8), "W4A6": (4, 6)}
+#: name → (weight bits or None for FP weights, activation bits).
+SETTINGS = {"W16A8": (None, 8), "W16A6": (None, 6), "W8A8": (8, 8), "W4A8": (4, 8),
+            "W4A6": (4, 6)}
 METHODS = ("ndtc", "single_step", "uniform", "real")
 
 
@@ -138,10 +142,12 @@ def run_model(name: str, args: argparse.Namespace, out: Path) -> list[dict[str, 
         print(json.dumps(rows[-1]), flush=True)
 
     score("FP", "fp", 0, fp, time.time())
-    for setting, (wbits, abits) in SETTINGS.items():
+    for setting in args.settings:
+        wbits, abits = SETTINGS[setting]
         t0 = time.time()
-        score(setting, "weights-only", 0,
-              _generate(adapter, labels, seeds, noise, args.steps, wbits, None), t0)
+        if wbits is not None:
+            score(setting, "weights-only", 0,
+                  _generate(adapter, labels, seeds, noise, args.steps, wbits, None), t0)
         dynamic = PreparedActivations(ActivationSetting(bits=abits, keep_fp=tuple(keep)))
         t0 = time.time()
         score(setting, "dynamic", 0,
@@ -213,7 +219,7 @@ def _figure(rows: Any) -> Any:
     methods = ["weights-only", "dynamic", *METHODS]
     for ax, model in zip(axes[0], models):
         sub = rows[rows["model"] == model]
-        settings = list(SETTINGS)
+        settings = [s for s in SETTINGS if s in set(sub["setting"])]
         width = 0.8 / len(methods)
         for j, method in enumerate(methods):
             part = sub[sub["method"] == method].groupby("setting")["psnr"]
@@ -235,6 +241,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/calibration"))
     parser.add_argument("--models", nargs="+", default=["digits-dit", "digits-unet"])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--calib-seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--size", type=int, default=256, help="calibration samples")
