@@ -1,0 +1,121 @@
+"""One entry point for a study's evaluator: images in, a flat ``{metric: float}`` dict out.
+
+Metric names (all floats; a key is present only when its inputs were given):
+
+=================  ===========================================================  ===========
+key                meaning                                                      better
+=================  ===========================================================  ===========
+``digits_fid``     Fréchet distance of digits-classifier features vs all 1797   lower
+                   real digits (Heusel et al., 2017, on qua2's own features)
+``fid``            Inception FID vs the user's real images (local weights)      lower
+``fd_clip``        Fréchet distance of CLIP image features (local CLIP)         lower
+``class_accuracy`` share of images the digits classifier assigns their label    higher
+``clip_score``     100·max(cos(image, prompt), 0), mean (Hessel et al., 2021)   higher
+``psnr``           dB vs the FP images of the same seeds; ∞ if identical        higher
+``ssim``           mean SSIM vs the FP images (Wang et al., 2004)               higher
+``mse``            mean squared pixel error vs the FP images ([-1, 1] scale)    lower
+``n_images``       number of images scored                                      —
+=================  ===========================================================  ===========
+
+Distribution metrics depend on the sample count: compare configs only at equal ``n_images``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+
+import torch
+
+from qua2.errors import Qua2Error
+from qua2.metrics.classifier import DigitsClassifier, load_digits_classifier
+from qua2.metrics.digits import load_digits_images
+from qua2.metrics.fidelity import mse, psnr, ssim
+from qua2.metrics.frechet import FrechetScorer, _check_images
+from qua2.paths import cache_dir
+
+
+class MetricSuite:
+    """A fixed set of metrics, with their networks and reference statistics loaded once.
+
+    ``frechet`` maps an output key (``"digits_fid"``, ``"fid"`` …) to a :class:`FrechetScorer`;
+    ``classifier`` adds ``class_accuracy`` when labels are given; ``clip`` (a
+    :class:`~qua2.metrics.clip.ClipScorer`) adds ``clip_score`` when prompts are given.
+    """
+
+    def __init__(self, frechet: Mapping[str, FrechetScorer] | None = None,
+                 classifier: DigitsClassifier | None = None, clip: object | None = None) -> None:
+        self.frechet = dict(frechet or {})
+        self.classifier = classifier
+        self.clip = clip
+
+    @classmethod
+    def for_digits(cls, seed: int = 0, device: torch.device | str = "cpu") -> MetricSuite:
+        """digits_fid + class_accuracy from the cached digits classifier, + paired fidelity."""
+        clf = load_digits_classifier(seed=seed, device=device)
+        real, _ = load_digits_images()
+        return cls({"digits_fid": FrechetScorer(clf, real)}, classifier=clf)
+
+    @classmethod
+    def for_real_images(cls, reference: torch.Tensor | object, data_key: str | None = None,
+                        inception_weights: str | None = None, clip_model: str | None = None,
+                        device: torch.device | str = "cpu") -> MetricSuite:
+        """Inception ``fid`` and ``clip_score`` for text-to-image or class-to-image models.
+
+        ``inception_weights`` / ``clip_model`` default to ``$QUA2_INCEPTION_WEIGHTS`` /
+        ``$QUA2_CLIP_MODEL``; a metric whose weights are not configured raises a
+        :class:`Qua2Error` naming the variable to set. ``reference`` is a tensor of real images
+        or an iterable of batches (then ``data_key`` names the data set for the cache).
+        """
+        from qua2.metrics.clip import ClipScorer
+        from qua2.metrics.inception import InceptionFeatures
+
+        inception = InceptionFeatures.from_config(inception_weights, device=device)
+        clip = ClipScorer.from_config(clip_model, device=device)
+        return cls({"fid": FrechetScorer(inception, reference, data_key)}, clip=clip)
+
+    def score(self, images: torch.Tensor, labels: Sequence[int] | torch.Tensor | None = None,
+              fp_images: torch.Tensor | None = None,
+              prompts: Sequence[str] | None = None) -> dict[str, float]:
+        """Every metric this suite can compute from what is given (see the module table)."""
+        _check_images(images)
+        out: dict[str, float] = {"n_images": float(len(images))}
+        for key, scorer in self.frechet.items():
+            out[key] = scorer(images)
+        if labels is not None:
+            if self.classifier is None:
+                raise Qua2Error("labels were given but this metric suite has no classifier; "
+                                "use MetricSuite.for_digits() for class accuracy.")
+            out["class_accuracy"] = self.classifier.accuracy(images, torch.as_tensor(labels))
+        if prompts is not None:
+            if self.clip is None:
+                raise Qua2Error("prompts were given but this metric suite has no CLIP model; "
+                                "configure one with clip_model= or $QUA2_CLIP_MODEL.")
+            out["clip_score"] = self.clip.score(images, prompts)
+        if fp_images is not None:
+            out.update(paired_fidelity(images, fp_images))
+        return out
+
+
+def paired_fidelity(images: torch.Tensor, fp_images: torch.Tensor) -> dict[str, float]:
+    """``psnr``, ``ssim`` and ``mse`` of images against the FP images of the same seeds."""
+    return {"psnr": psnr(images, fp_images), "ssim": ssim(images, fp_images),
+            "mse": mse(images, fp_images)}
+
+
+@lru_cache(maxsize=4)
+def _digits_suite(seed: int, cache_root: str) -> MetricSuite:
+    # Keyed by the cache directory too, so changing $QUA2_CACHE_DIR never reuses a stale suite.
+    return MetricSuite.for_digits(seed=seed)
+
+
+def score_images(images: torch.Tensor, labels: Sequence[int] | torch.Tensor | None = None,
+                 fp_images: torch.Tensor | None = None, *, suite: MetricSuite | None = None,
+                 prompts: Sequence[str] | None = None) -> dict[str, float]:
+    """Score generated images; with no ``suite``, the digits suite (loaded once per process).
+
+    >>> score_images(images, labels, fp_images)   # doctest: +SKIP
+    {'n_images': 256.0, 'digits_fid': 3.1, 'class_accuracy': 0.98, 'psnr': 31.2, ...}
+    """
+    suite = suite or _digits_suite(0, str(cache_dir()))
+    return suite.score(images, labels=labels, fp_images=fp_images, prompts=prompts)
