@@ -63,6 +63,18 @@ def stage_reference(study: Study, options: RunOptions) -> None:
         f"{metrics_path}")
 
 
+def stage_graph(study: Study, options: RunOptions) -> None:
+    """Trace the denoiser into its operation graph (once)."""
+    from qua2.study.graph import study_graph
+
+    graph = study_graph(study)
+    layers = set(study.adapter.quantizable_layers())
+    traced = set(graph.layers())
+    missing = sorted(layers - traced)
+    say(f"operation graph: {graph.num_nodes} nodes, {graph.num_edges} edges, "
+        f"{len(traced)} weight layers" + (f" ({len(missing)} never called)" if missing else ""))
+
+
 def stage_cache(study: Study, options: RunOptions) -> None:
     """Quantize every (layer, option) once into the study's option cache."""
     from qua2.study.option_cache import open_option_cache
@@ -109,6 +121,7 @@ StageFn = Callable[[Study, RunOptions], None]
 STAGES: list[tuple[str, StageFn]] = [
     ("model", stage_model),
     ("reference", stage_reference),
+    ("graph", stage_graph),
     ("cache", stage_cache),
     ("anchors", stage_anchors),
     ("sample", stage_sample),

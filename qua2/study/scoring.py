@@ -1,0 +1,81 @@
+"""Turn a study's metric settings into a scorer of generated images.
+
+The embedded digits studies use the digits metric suite (digits-FID and class accuracy from
+qua2's own classifier); real models use Inception FID against a folder of real images and
+CLIP score for prompts, from local weights named in the study YAML. Fidelity to the FP images
+of the same seeds (PSNR, SSIM, MSE) is added for every study.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from qua2.errors import Qua2Error
+from qua2.metrics.suite import MetricSuite
+from qua2.study.reference import Reference
+from qua2.study.study import Study
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+
+
+class Scorer:
+    """Scores images generated from a reference's seeds and conditions."""
+
+    def __init__(self, suite: MetricSuite, conditioning: str) -> None:
+        self.suite = suite
+        self.conditioning = conditioning
+
+    def score(self, images: torch.Tensor, reference: Reference) -> dict[str, float]:
+        conditions = reference.conditions[: len(images)]
+        by_kind = {"labels": conditions} if self.conditioning == "class" else \
+            {"prompts": conditions}
+        if self.conditioning == "class" and self.suite.classifier is None:
+            by_kind = {}  # class-conditioned real models (DiT-XL/2): no classifier of ours
+        return self.suite.score(images, fp_images=reference.images[: len(images)], **by_kind)
+
+
+def build_scorer(study: Study) -> Scorer:
+    """The scorer the study's YAML asks for (loaded once; reference statistics cached)."""
+    conditioning = study.config.conditions.kind
+    if study.config.model.family.startswith("digits-"):
+        return Scorer(MetricSuite.for_digits(device=study.device), conditioning)
+    return Scorer(_real_suite(study), conditioning)
+
+
+def _real_suite(study: Study) -> MetricSuite:
+    from qua2.metrics.frechet import FrechetScorer
+    from qua2.metrics.inception import InceptionFeatures
+
+    section = study.config.metrics
+    if not section.reference_images:
+        raise Qua2Error(
+            "metrics.reference_images is not set; point it at a folder of real images "
+            "(e.g. COCO val2017) to compute FID for this model."
+        )
+    real = load_image_folder(Path(section.reference_images))
+    inception = InceptionFeatures.from_config(section.inception_weights, device=study.device)
+    clip = None
+    if study.config.conditions.kind == "text":
+        from qua2.metrics.clip import ClipScorer
+
+        clip = ClipScorer.from_config(section.clip_model, device=study.device)
+    return MetricSuite({"fid": FrechetScorer(inception, real, str(section.reference_images))},
+                       clip=clip)
+
+
+def load_image_folder(folder: Path) -> torch.Tensor:
+    """Every image of ``folder`` as float32 ``[N, 3, H, W]`` in [-1, 1] (sizes must agree)."""
+    import numpy as np
+    from PIL import Image
+
+    if not folder.is_dir():
+        raise Qua2Error(f"metrics.reference_images {folder} is not a folder of images.")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise Qua2Error(f"metrics.reference_images {folder} holds no PNG/JPEG images.")
+    arrays = [np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) for f in files]
+    if len({a.shape for a in arrays}) > 1:
+        raise Qua2Error(f"images in {folder} differ in size; resize them to one size first.")
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 127.5 - 1.0
