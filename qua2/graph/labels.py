@@ -155,14 +155,27 @@ def _anchor(path: str, block: str, modules: dict[str, nn.Module]) -> tuple[str, 
     return "", "", child
 
 
+def last_linears(modules: dict[str, nn.Module]) -> dict[str, str]:
+    """For every module path, the last Linear registered under it (feed-forward outputs)."""
+    last: dict[str, str] = {}
+    for name, module in modules.items():
+        if isinstance(module, nn.Linear):
+            for prefix in _prefixes(name)[1:]:
+                last[prefix] = name
+    return last
+
+
 def _part(component: str, node: RawNode, anchor: str, child: str,
-          modules: dict[str, nn.Module]) -> str:
+          modules: dict[str, nn.Module], last_linear: dict[str, str]) -> str:
     """The part of a component a node is (``q``, ``conv1``, ``in`` …); '' for none."""
     is_call = node.module != anchor
     if component.endswith("attn"):
         return _ATTN_PARTS.get(child, "other") if is_call else "core"
     if component == "ff":
-        return _ff_part(node, anchor, child, modules)
+        prefix = "ctx_" if anchor.endswith("_context") else ""
+        if node.op_type not in ("linear", "conv"):
+            return prefix + "act"
+        return prefix + ("out" if node.module == last_linear.get(anchor) else "in")
     if component == "resnet":
         return _RESNET_PARTS.get(child, "residual" if node.op_type == "add" else "op")
     if component == "sampler":
@@ -172,18 +185,12 @@ def _part(component: str, node: RawNode, anchor: str, child: str,
     return ""
 
 
-def _ff_part(node: RawNode, anchor: str, child: str, modules: dict[str, nn.Module]) -> str:
-    prefix = "ctx_" if anchor.endswith("_context") else ""
-    if node.op_type in ("linear", "conv"):
-        linears = [n for n, m in modules.items() if n.startswith(anchor + ".")
-                   and isinstance(m, nn.Linear)]
-        last = linears[-1] if linears else ""
-        return prefix + ("out" if node.module == last else "in")
-    return prefix + "act"
+def static_role(node: RawNode, block: str, modules: dict[str, nn.Module],
+                last_linear: dict[str, str]) -> str:
+    """The role of a node from its module path alone ('' where data flow must decide).
 
-
-def static_role(node: RawNode, block: str, modules: dict[str, nn.Module]) -> str:
-    """The role of a node from its module path alone ('' where data flow must decide)."""
+    ``last_linear`` is :func:`last_linears` of ``modules`` (computed once per graph).
+    """
     if node.op_type in ("input", "output"):
         return node.op_type
     attr = node.module.rsplit(".", 1)[-1] if node.module else ""
@@ -193,7 +200,7 @@ def static_role(node: RawNode, block: str, modules: dict[str, nn.Module]) -> str
     if component == "adaln" and node.op_type == "norm":
         return "norm"
     if component:
-        part = _part(component, node, anchor, child, modules)
+        part = _part(component, node, anchor, child, modules, last_linear)
         return f"{component}.{part}" if part else component
     if node.op_type == "norm":
         return "norm"

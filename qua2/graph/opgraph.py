@@ -76,9 +76,12 @@ class OpGraph:
         blocks = [labels.block_of(n.module, modules) for n in raw]
         stage = labels.stages(raw, blocks, modules)
         blocks = [_global_block(n, b, s) for n, b, s in zip(raw, blocks, stage)]
+        last = labels.last_linears(modules)
         roles = labels.refine_roles(
-            raw, [labels.static_role(n, b, modules) for n, b in zip(raw, blocks)], stage, blocks)
+            raw, [labels.static_role(n, b, modules, last) for n, b in zip(raw, blocks)], stage,
+            blocks)
         edges = np.array([(p, n.order) for n in raw for p in n.preds], dtype=np.int64)
+        numel = {name: p.numel() for name, p in recorder.root.named_parameters()}
         table = pd.DataFrame({
             "name": [n.name for n in raw],
             "op_type": [n.op_type for n in raw],
@@ -87,7 +90,7 @@ class OpGraph:
             "block": blocks,
             "stage": stage,
             "role": roles,
-            "params": [_count(modules, recorder.root, n.params) for n in raw],
+            "params": [sum(numel[p] for p in n.params) for n in raw],
             "param_names": [tuple(n.params) for n in raw],
             "weight_shape": [n.weight_shape for n in raw],
             "quantizable": [_is_layer_node(n, modules) for n in raw],
@@ -95,8 +98,7 @@ class OpGraph:
             "depth": _depths(len(raw), edges),
             "live": _live(len(raw), edges),
         })
-        all_params = {name for name, _ in recorder.root.named_parameters()}
-        unused = tuple(sorted(all_params - recorder.attributed))
+        unused = tuple(sorted(set(numel) - recorder.attributed))
         return cls(table, edges, type(recorder.root).__name__, unused)
 
     # ------------------------------------------------------------------ queries
@@ -213,10 +215,6 @@ def _global_block(node: RawNode, block: str, stage: str) -> str:
     return block or stage  # ops made by the root module are named after their stage
 
 
-def _count(modules: dict[str, nn.Module], root: nn.Module, names: Sequence[str]) -> int:
-    return sum(root.get_parameter(n).numel() for n in names)
-
-
 def _is_layer_node(node: RawNode, modules: dict[str, nn.Module]) -> bool:
     """The first call of a Linear/Conv layer (its weight attributed here) is the layer node."""
     module = modules.get(node.module)
@@ -231,7 +229,7 @@ def _first_seen_index(values: Sequence[str]) -> list[int]:
 
 def _depths(n: int, edges: np.ndarray) -> list[int]:
     depth = [0] * n
-    for src, dst in sorted(map(tuple, edges.tolist()), key=lambda e: e[1]):
+    for src, dst in edges[np.argsort(edges[:, 1], kind="stable")].tolist():
         depth[dst] = max(depth[dst], depth[src] + 1)
     return depth
 
@@ -241,7 +239,7 @@ def _live(n: int, edges: np.ndarray) -> list[bool]:
     live = [False] * n
     if n:
         live[n - 1] = True
-    for src, dst in sorted(map(tuple, edges.tolist()), key=lambda e: -e[1]):
+    for src, dst in edges[np.argsort(-edges[:, 1], kind="stable")].tolist():
         if live[dst]:
             live[src] = True
     return live

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from qua2.graph import vocab
+from qua2.graph import metafast, vocab
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,8 @@ def tensors_in(obj: Any) -> Iterator[torch.Tensor]:
     elif isinstance(obj, dict):
         for item in obj.values():
             yield from tensors_in(item)
+    elif obj is None or isinstance(obj, (int, float, str, torch.dtype)):
+        return
     elif hasattr(obj, "to_tuple"):  # diffusers BaseOutput
         yield from tensors_in(obj.to_tuple())
 
@@ -104,6 +106,8 @@ class Recorder(TorchFunctionMode):
         self.call_count: dict[str, int] = {}
         self.op_count: dict[tuple[str, str], int] = {}
         self.quiet = 0                                  # > 0 inside leaf and replayed calls
+        # Shape-only shortcuts for slow meta kernels (see ``metafast``) when tracing on meta.
+        self.on_meta = any(p.is_meta for p in module.parameters())
         self._hooks: list[Any] = []
 
     # ------------------------------------------------------------------ provenance
@@ -154,13 +158,15 @@ class Recorder(TorchFunctionMode):
     # ------------------------------------------------------------------ torch functions
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        name = vocab.function_name(func)
+        out = metafast.shortcut(name, args, kwargs) if self.on_meta else None
+        if out is None:
+            out = func(*args, **kwargs)
         if self.quiet:
             return out
         kind, op_type = vocab.function_kind(func)
         if kind == vocab.IGNORE:
             return out
-        name = vocab.function_name(func)
         if name == "__setitem__":
             self._record_setitem(args)
         elif name == "multi_head_attention_forward":
@@ -380,12 +386,16 @@ def _is_identity(name: str, args: tuple, kwargs: dict) -> bool:
         and scalar == _NEUTRAL[name]
 
 
-def _signature(args: tuple, kwargs: dict) -> str:
-    """A short text of the non-tensor arguments of a view op (distinguishes chunk pieces)."""
-    def text(value: Any) -> str:
-        if isinstance(value, torch.Tensor):
-            return "T"
-        if isinstance(value, (list, tuple)):
-            return "(" + ",".join(text(v) for v in value) + ")"
-        return repr(value)[:40]
-    return text(args) + text(sorted(kwargs.items()))
+def _signature(args: tuple, kwargs: dict) -> tuple:
+    """The non-tensor arguments of a call as a hashable tuple (tells chunk pieces apart)."""
+    return tuple(_freeze(a) for a in args) + tuple((k, _freeze(v)) for k, v in kwargs.items())
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return "T"
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, (int, float, str, bool, type(None), torch.dtype, torch.device)):
+        return value
+    return type(value).__name__
