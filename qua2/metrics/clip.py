@@ -31,6 +31,8 @@ CLIP_ENV = "QUA2_CLIP_MODEL"
 #: OpenAI CLIP normalisation, used when the model directory has no preprocessor config.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+#: Any of these in the model directory means a tokenizer was saved with the model.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
 
 
 def directory_id(path: Path, prefix: str) -> str:
@@ -90,10 +92,14 @@ class ClipScorer:
         except (OSError, ValueError) as err:
             raise Qua2Error(f"could not load a CLIP model from {str(root)!r} ({err}); point to "
                             "a CLIPModel directory saved with save_pretrained().") from err
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
-        except (OSError, ValueError, TypeError):
-            tokenizer = None  # image-only use (features, precomputed text embeddings)
+        tokenizer = None  # image-only use: features, or precomputed text embeddings
+        # Checked by file: transformers 5 builds an empty 2-token tokenizer when none is saved.
+        if any((root / name).is_file() for name in TOKENIZER_FILES):
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
+            except (OSError, ValueError, TypeError) as err:
+                raise Qua2Error(f"the tokenizer in {str(root)!r} could not be loaded ({err}); "
+                                "re-save it with save_pretrained().") from err
         mean, std, size = _preprocessing(root, model.config.vision_config.image_size)
         return cls(model.to(device), tokenizer, directory_id(root, "clip"), size, mean, std)
 

@@ -1,0 +1,93 @@
+import logging
+
+import pytest
+import torch
+
+from qua2.errors import Qua2Error
+from qua2.metrics.classifier import (
+    ClassifierConfig,
+    classifier_paths,
+    load_digits_classifier,
+    train_classifier,
+)
+from qua2.metrics.digits import digits_split
+
+#: A one-epoch recipe: fast enough to train several times in a test (accuracy is not the point).
+QUICK = ClassifierConfig(seed=7, epochs=1)
+
+
+def test_held_out_accuracy(classifier, real_digits):
+    images, labels = real_digits
+    _, held = digits_split()
+    assert classifier.held_out_accuracy >= 0.98
+    assert classifier.accuracy(images[held], labels[held]) == pytest.approx(
+        classifier.held_out_accuracy)
+
+
+def test_features_and_class_accuracy(classifier, real_digits):
+    images, labels = real_digits
+    feats = classifier(images[:50])
+    assert feats.shape == (50, 64) and feats.dtype == torch.float32
+    wrong = (labels[:500] + 1) % 10
+    assert classifier.accuracy(images[:500], wrong) < 0.05
+    # Robust to mild sampler-like noise, as generated digits need.
+    gen = torch.Generator().manual_seed(0)
+    _, held = digits_split()
+    noisy = (images[held] + 0.1 * torch.randn(images[held].shape, generator=gen)).clamp(-1, 1)
+    assert classifier.accuracy(noisy, labels[held]) >= 0.95
+
+
+def test_cache_is_reused(classifier, caplog):
+    with caplog.at_level(logging.WARNING):
+        again = load_digits_classifier()
+    assert "training" not in caplog.text
+    assert again.id == classifier.id
+    weights, config = classifier_paths(0)
+    assert weights.exists() and config.exists()
+
+
+def test_missing_corrupted_and_stale_cache_retrain(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("QUA2_CACHE_DIR", str(tmp_path))
+    caplog.set_level(logging.WARNING)
+    first = load_digits_classifier(config=QUICK)
+    assert "is missing" in caplog.text
+    caplog.clear()
+    assert load_digits_classifier(config=QUICK).id == first.id
+    assert "training" not in caplog.text
+
+    weights, config = classifier_paths(QUICK.seed)
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    caplog.clear()
+    rebuilt = load_digits_classifier(config=QUICK)
+    assert "fails its checksum (corrupted)" in caplog.text
+    assert rebuilt.id == first.id  # deterministic retraining gives the same weights
+
+    config.write_text("{not json")
+    caplog.clear()
+    load_digits_classifier(config=QUICK)
+    assert "unreadable config" in caplog.text
+
+    caplog.clear()
+    load_digits_classifier(config=ClassifierConfig(seed=QUICK.seed, epochs=2))
+    assert "stale" in caplog.text
+
+
+def test_training_is_deterministic_and_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    net_a, acc_a = train_classifier(QUICK)
+    assert torch.equal(torch.rand(3), expected)
+    net_b, acc_b = train_classifier(QUICK)
+    assert acc_a == acc_b
+    for (name, a), b in zip(net_a.state_dict().items(), net_b.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_bad_images_and_labels(classifier):
+    with pytest.raises(Qua2Error, match=r"\[N, 1, 8, 8\]"):
+        classifier(torch.zeros(4, 3, 8, 8))
+    with pytest.raises(Qua2Error, match="one label per image"):
+        classifier.accuracy(torch.zeros(4, 1, 8, 8), torch.zeros(3))

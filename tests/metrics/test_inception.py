@@ -1,0 +1,67 @@
+"""Inception FID: architecture and loading path on random weights (no real weights offline)."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from qua2.errors import Qua2Error
+from qua2.metrics.inception import FIDInceptionV3, InceptionFeatures, convert_inception_weights
+
+
+@pytest.fixture(scope="module")
+def pth_weights(tmp_path_factory):
+    """A random FID Inception state dict laid out like pt_inception-2015-12-05 (.pth)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        state = FIDInceptionV3().state_dict()
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    state["fc.weight"], state["fc.bias"] = torch.zeros(1008, 2048), torch.zeros(1008)
+    path = tmp_path_factory.mktemp("inception") / "pt_inception.pth"
+    torch.save(state, path)
+    return path
+
+
+def test_parameter_names_and_count_match_torchvision_layout():
+    net = FIDInceptionV3()
+    names = set(net.state_dict())
+    for key in ("Conv2d_1a_3x3.conv.weight", "Mixed_5b.branch_pool.bn.running_var",
+                "Mixed_6e.branch7x7dbl_5.conv.weight", "Mixed_7c.branch3x3dbl_3b.bn.bias"):
+        assert key in names
+    # torchvision's Inception3 without AuxLogits and fc has 21,785,568 parameters.
+    assert sum(p.numel() for p in net.parameters()) == 21_785_568
+
+
+def test_no_weights_configured(monkeypatch, tmp_path):
+    monkeypatch.delenv("QUA2_INCEPTION_WEIGHTS", raising=False)
+    with pytest.raises(Qua2Error, match="QUA2_INCEPTION_WEIGHTS"):
+        InceptionFeatures.from_config()
+    with pytest.raises(Qua2Error, match="does not exist"):
+        InceptionFeatures.from_config(tmp_path / "missing.pth")
+
+
+def test_wrong_files_rejected(tmp_path):
+    other = tmp_path / "other.safetensors"
+    save_file({"conv.weight": torch.zeros(2, 2)}, str(other))
+    with pytest.raises(Qua2Error, match="not an FID Inception state dict"):
+        InceptionFeatures.from_file(other)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"junk")
+    with pytest.raises(Qua2Error, match="could not read"):
+        InceptionFeatures.from_file(junk)
+
+
+def test_pth_and_safetensors_load_to_same_id(pth_weights, tmp_path):
+    from_pth = InceptionFeatures.from_file(pth_weights)
+    copy = convert_inception_weights(pth_weights, tmp_path / "inception.safetensors")
+    from_st = InceptionFeatures.from_file(copy)
+    assert not from_pth.is_reference_weights
+    for a, b in zip(from_pth.net.state_dict().values(), from_st.net.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.slow
+def test_features_shape_end_to_end(pth_weights, monkeypatch):
+    monkeypatch.setenv("QUA2_INCEPTION_WEIGHTS", str(pth_weights))
+    features = InceptionFeatures.from_config()
+    out = features(torch.rand(2, 1, 8, 8) * 2 - 1)
+    assert out.shape == (2, 2048) and torch.isfinite(out).all()

@@ -1,0 +1,63 @@
+import math
+
+import pytest
+import torch
+
+from qua2.errors import Qua2Error
+from qua2.metrics import FrechetScorer, MetricSuite, score_images
+
+
+@pytest.fixture(scope="module")
+def suite(classifier):
+    return MetricSuite.for_digits()
+
+
+def test_real_vs_real_floor_far_below_noise(suite, classifier, real_digits):
+    """Two disjoint halves of the real digits vs each other, against noise vs real."""
+    images, _ = real_digits
+    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    half_a, half_b = images[perm[:898]], images[perm[898:]]
+    real_scorer = FrechetScorer(classifier, half_a, use_cache=False)
+    floor = real_scorer(half_b)
+    noise = torch.rand(899, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    assert floor < 0.02 * real_scorer(noise)
+    assert suite.frechet["digits_fid"](images[perm[:256]]) < 0.1 * suite.frechet["digits_fid"](
+        noise[:256])
+
+
+def test_score_keys_and_fp_vs_fp(suite, real_digits):
+    images, labels = real_digits
+    x, y = images[:256], labels[:256]
+    out = suite.score(x, labels=y, fp_images=x)
+    assert set(out) == {"n_images", "digits_fid", "class_accuracy", "psnr", "ssim", "mse"}
+    assert out["psnr"] == math.inf and out["ssim"] == 1.0 and out["mse"] == 0.0
+    assert out["class_accuracy"] > 0.95 and out["n_images"] == 256
+    noisy = (x + 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0)))
+    worse = suite.score(noisy.clamp(-1, 1), labels=y, fp_images=x)
+    assert worse["digits_fid"] > out["digits_fid"] and math.isfinite(worse["psnr"])
+    assert all(isinstance(v, float) for v in worse.values())
+
+
+def test_score_images_default_suite(classifier, real_digits):
+    images, labels = real_digits
+    out = score_images(images[:64], labels[:64])
+    assert {"digits_fid", "class_accuracy"} <= set(out) and "psnr" not in out
+
+
+def test_missing_parts_give_clear_errors(real_digits):
+    images, labels = real_digits
+    bare = MetricSuite()
+    assert bare.score(images[:4]) == {"n_images": 4.0}
+    with pytest.raises(Qua2Error, match="no classifier"):
+        bare.score(images[:4], labels=labels[:4])
+    with pytest.raises(Qua2Error, match="QUA2_CLIP_MODEL"):
+        bare.score(images[:4], prompts=["a"] * 4)
+    with pytest.raises(Qua2Error, match=r"\[N, C, H, W\]"):
+        bare.score(images[0])
+
+
+def test_real_image_suite_needs_weights(monkeypatch):
+    monkeypatch.delenv("QUA2_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.delenv("QUA2_CLIP_MODEL", raising=False)
+    with pytest.raises(Qua2Error, match="QUA2_INCEPTION_WEIGHTS"):
+        MetricSuite.for_real_images(torch.zeros(4, 3, 32, 32))
