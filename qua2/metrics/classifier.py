@@ -32,7 +32,7 @@ from qua2.paths import cache_dir, sha256_file
 log = logging.getLogger(__name__)
 
 #: Bump when the architecture or the training recipe changes: old caches then count as stale.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
