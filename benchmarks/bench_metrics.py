@@ -5,6 +5,8 @@ Prints:
 - the real-vs-real digits-FID floor: two disjoint random halves of the real digits, and 256
   real digits vs the remaining real digits as reference (what a perfect generator would score
   at a study's usual 256 images), as mean ± sd over random splits; noise-vs-real for scale;
+- a noise ladder: 256 real digits with added Gaussian noise, scored against the other real
+  digits and against their clean selves (scale for what a digits-FID change means);
 - the time to score 256 images (digits_fid + class_accuracy + psnr/ssim/mse);
 - with ``--models``: the seed-to-seed spread of digits-FID / class accuracy of the trained
   digits models' images (disjoint seed sets of 256, 20 DDIM steps) and the FP-vs-FP check
@@ -47,6 +49,23 @@ def real_vs_real(splits: int, n_test: int = 256) -> None:
     print(f"real-vs-real digits-FID, {n_test} real vs the other {len(images) - n_test}: "
           f"{_mean_sd(at_256)}")
     print(f"uniform-noise-vs-real digits-FID, {n_test} images: {_mean_sd(noise_256)}")
+
+
+def noise_ladder(n_test: int = 256, sigmas: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4)) -> None:
+    """How digits-FID, class accuracy, PSNR and SSIM move as real digits get noisier."""
+    clf = load_digits_classifier()
+    images, labels = load_digits_images()
+    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    suite = MetricSuite({"digits_fid": FrechetScorer(clf, images[perm[n_test:]], use_cache=False)},
+                        classifier=clf)
+    x, y = images[perm[:n_test]], labels[perm[:n_test]]
+    gen = torch.Generator().manual_seed(1)
+    for sigma in (0.0, *sigmas):
+        noisy = (x + sigma * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
+        out = suite.score(noisy, labels=y, fp_images=x)
+        print(f"  real + N(0, {sigma:.2f}²) noise, {n_test} images: digits_fid "
+              f"{out['digits_fid']:.2f}, class_accuracy {out['class_accuracy']:.3f}, "
+              f"psnr {out['psnr']:.2f}, ssim {out['ssim']:.4f}")
 
 
 def scoring_time(repeats: int = 5, n: int = 256) -> None:
@@ -103,6 +122,7 @@ def main() -> None:
     print(f"digits classifier {clf.id}: clean held-out accuracy {clf.held_out_accuracy:.4f} "
           f"(359 held-out digits)")
     real_vs_real(args.splits)
+    noise_ladder()
     scoring_time()
     if args.models is not None:
         for family in args.models or ["digits-dit", "digits-unet"]:
