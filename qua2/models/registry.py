@@ -17,6 +17,15 @@ from qua2.errors import Qua2Error
 FAMILIES: dict[str, str] = {
     "digits-dit": "qua2.models.digits:load_digits_dit",
     "digits-unet": "qua2.models.digits:load_digits_unet",
+    # diffusers families, loaded from a local pipeline directory (qua2/models/families).
+    "pixart-alpha": "qua2.models.families.pixart:load_pixart_alpha",
+    "pixart-sigma": "qua2.models.families.pixart:load_pixart_sigma",
+    "dit": "qua2.models.families.dit:load_dit",
+    "hunyuan-dit": "qua2.models.families.hunyuan:load_hunyuan_dit",
+    "sd15": "qua2.models.families.sd:load_sd15",
+    "sdxl": "qua2.models.families.sd:load_sdxl",
+    "sd3": "qua2.models.families.flow:load_sd3",
+    "flux": "qua2.models.families.flow:load_flux",
 }
 
 

@@ -1,0 +1,52 @@
+"""Adapters for diffusers model families loaded from local directories.
+
+Importing this package is cheap: adapter classes are imported on first attribute access, so
+``qua2.models.families.PixArtAdapter`` pulls in diffusers only when it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DiffusersAdapter": "common",
+    "TextToImageAdapter": "text",
+    "PromptEmbedding": "conditions",
+    "save_embeddings": "conditions",
+    "load_embeddings": "conditions",
+    "PixArtAdapter": "pixart",
+    "PixArtSigmaAdapter": "pixart",
+    "DiTAdapter": "dit",
+    "HunyuanDiTAdapter": "hunyuan",
+    "SD15Adapter": "sd",
+    "SDXLAdapter": "sd",
+    "FlowMatchingAdapter": "flow",
+    "SD3Adapter": "flow",
+    "FluxAdapter": "flow",
+}
+
+#: family name → adapter class name (every family of the registry that loads a directory).
+ADAPTERS = {
+    "pixart-alpha": "PixArtAdapter",
+    "pixart-sigma": "PixArtSigmaAdapter",
+    "dit": "DiTAdapter",
+    "hunyuan-dit": "HunyuanDiTAdapter",
+    "sd15": "SD15Adapter",
+    "sdxl": "SDXLAdapter",
+    "sd3": "SD3Adapter",
+    "flux": "FluxAdapter",
+}
+
+__all__ = ["ADAPTERS", "adapter_class", *sorted(_EXPORTS)]
+
+
+def adapter_class(family: str) -> type:
+    """The adapter class of a diffusers ``family`` (e.g. ``"sdxl"`` → ``SDXLAdapter``)."""
+    return __getattr__(ADAPTERS[family])
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -1,0 +1,202 @@
+"""Whole tiny pipelines of every diffusers family, assembled offline (tests, smoke runs).
+
+Each pipeline has the real component classes — the family's denoiser from
+:func:`qua2.models.tiny.tiny_denoiser`, an ``AutoencoderKL``, the family's scheduler, CLIP/T5/
+BERT text encoders built from transformers configs and tokenizers built from a few-dozen-word
+vocabulary written on the fly — but only thousands of parameters, so
+``tiny_pipeline("sdxl").save_pretrained(d)`` followed by ``load_model("sdxl", d)`` exercises the
+exact loading path of a real checkpoint in about a second. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from qua2.errors import Qua2Error
+from qua2.models.families.loading import PIPELINES
+
+#: Families :func:`tiny_pipeline` can assemble.
+TINY_PIPELINE_FAMILIES = tuple(PIPELINES)
+#: Padded prompt length of the tiny CLIP tokenizers (77 in the real ones).
+CLIP_TOKENS = 8
+_LETTERS = string.ascii_lowercase
+
+
+# ------------------------------------------------------------------------------ tokenizers
+def clip_tokenizer(max_length: int = CLIP_TOKENS) -> Any:
+    """A byte-pair CLIP tokenizer over single letters (no merges): one token per letter."""
+    from transformers import CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for letter in _LETTERS:
+        vocab[letter] = len(vocab)
+        vocab[letter + "</w>"] = len(vocab)  # word-final form
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "vocab.json").write_text(json.dumps(vocab))
+        (Path(folder) / "merges.txt").write_text("#version: 0.2\n")
+        return CLIPTokenizer(str(Path(folder) / "vocab.json"), str(Path(folder) / "merges.txt"),
+                             model_max_length=max_length)
+
+
+def t5_tokenizer(max_length: int = 16) -> Any:
+    """A T5-style tokenizer: word-level single letters, ``</s>`` appended, ``<pad>`` padding.
+
+    A plain ``PreTrainedTokenizerFast``: T5's own tokenizer class rebuilds a sentencepiece
+    Unigram model on load, which a word-level vocabulary cannot feed.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{c: i + 3 for i, c in enumerate(_LETTERS)}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>",
+                                   unk_token="<unk>", model_max_length=max_length)
+
+
+def bert_tokenizer(max_length: int = 16) -> Any:
+    """A WordPiece BERT tokenizer over the single letters (Hunyuan-DiT's first encoder)."""
+    from transformers import BertTokenizer
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *_LETTERS]
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "vocab.txt").write_text("\n".join(words) + "\n")
+        return BertTokenizer(str(Path(folder) / "vocab.txt"), model_max_length=max_length)
+
+
+# ------------------------------------------------------------------------------ encoders
+def clip_text_encoder(hidden: int, projection: int | None = None) -> nn.Module:
+    """A 2-layer CLIP text encoder (``WithProjection`` when ``projection`` is given)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig(
+        vocab_size=2 + 2 * len(_LETTERS), hidden_size=hidden, intermediate_size=2 * hidden,
+        num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=CLIP_TOKENS,
+        projection_dim=projection or hidden, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+    )
+    model_class = CLIPTextModelWithProjection if projection else CLIPTextModel
+    return model_class(config).eval()
+
+
+def t5_text_encoder(d_model: int) -> nn.Module:
+    """A 2-layer T5 encoder with ``d_model`` features."""
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(vocab_size=3 + len(_LETTERS), d_model=d_model, d_kv=8, d_ff=2 * d_model,
+                      num_layers=2, num_heads=2, relative_attention_num_buckets=8,
+                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    return T5EncoderModel(config).eval()
+
+
+def bert_text_encoder(hidden: int) -> nn.Module:
+    """A 2-layer BERT encoder (Hunyuan-DiT's bilingual CLIP text tower is a BertModel)."""
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(vocab_size=5 + len(_LETTERS), hidden_size=hidden, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=2 * hidden,
+                        max_position_embeddings=32)
+    return BertModel(config).eval()
+
+
+def tiny_vae(latent_channels: int = 4, *, shift_factor: float | None = None) -> nn.Module:
+    """A 2-level ``AutoencoderKL`` (downscale factor 2) with ``latent_channels`` channels."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=latent_channels,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, sample_size=16,
+        shift_factor=shift_factor,
+    ).eval()
+
+
+# ------------------------------------------------------------------------------ pipelines
+def _schedulers() -> dict[str, Any]:
+    """Each family's published default scheduler class and settings."""
+    import diffusers as d
+
+    sd = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+    return {
+        "pixart-alpha": d.DPMSolverMultistepScheduler(),
+        "pixart-sigma": d.DPMSolverMultistepScheduler(),
+        "dit": d.DDIMScheduler(clip_sample=False),
+        "hunyuan-dit": d.DDPMScheduler(beta_start=0.00085, beta_end=0.03,
+                                       beta_schedule="scaled_linear", clip_sample=False,
+                                       prediction_type="v_prediction", steps_offset=1),
+        "sd15": d.PNDMScheduler(skip_prk_steps=True, steps_offset=1, **sd),
+        "sdxl": d.EulerDiscreteScheduler(steps_offset=1, **sd),
+        "sd3": d.FlowMatchEulerDiscreteScheduler(shift=3.0),
+        "flux": d.FlowMatchEulerDiscreteScheduler(
+            shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+            base_image_seq_len=256, max_image_seq_len=4096),
+    }
+
+
+def _text_components(family: str) -> dict[str, Any]:
+    """Text encoders and tokenizers sized to the tiny denoiser of ``family``."""
+    if family in ("pixart-alpha", "pixart-sigma"):
+        return {"text_encoder": t5_text_encoder(32), "tokenizer": t5_tokenizer()}
+    if family == "hunyuan-dit":
+        return {"text_encoder": bert_text_encoder(16), "tokenizer": bert_tokenizer(),
+                "text_encoder_2": t5_text_encoder(24), "tokenizer_2": t5_tokenizer()}
+    if family == "sd15":
+        return {"text_encoder": clip_text_encoder(16), "tokenizer": clip_tokenizer()}
+    if family == "sdxl":  # 16 + 16 = cross_attention_dim 32; pooled 16 = 64 − 6·8
+        return {"text_encoder": clip_text_encoder(16), "tokenizer": clip_tokenizer(),
+                "text_encoder_2": clip_text_encoder(16, projection=16),
+                "tokenizer_2": clip_tokenizer()}
+    if family == "sd3":  # CLIP 8 + 8 padded to T5's 16 = joint_attention_dim; pooled 6 + 6
+        return {"text_encoder": clip_text_encoder(8, projection=6), "tokenizer": clip_tokenizer(),
+                "text_encoder_2": clip_text_encoder(8, projection=6),
+                "tokenizer_2": clip_tokenizer(),
+                "text_encoder_3": t5_text_encoder(16), "tokenizer_3": t5_tokenizer()}
+    if family == "flux":  # CLIP pooled 12 = pooled_projection_dim; T5 16 = joint_attention_dim
+        return {"text_encoder": clip_text_encoder(12), "tokenizer": clip_tokenizer(),
+                "text_encoder_2": t5_text_encoder(16), "tokenizer_2": t5_tokenizer()}
+    return {}
+
+
+_TINY_DENOISER = {"pixart-alpha": "pixart", "pixart-sigma": "pixart", "hunyuan-dit": "hunyuan"}
+
+
+def tiny_pipeline(family: str, seed: int = 0) -> Any:
+    """A seeded, float32, CPU diffusers pipeline of ``family`` with tiny random components."""
+    import diffusers
+
+    from qua2.models.tiny import tiny_denoiser
+
+    if family not in PIPELINES:
+        raise Qua2Error(
+            f"no tiny pipeline for family {family!r}; choose one of "
+            f"{', '.join(TINY_PIPELINE_FAMILIES)}."
+        )
+    spec = PIPELINES[family]
+    denoiser, _ = tiny_denoiser(_TINY_DENOISER.get(family, family), seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # transformers/diffusers initialise from the global generator
+        latent_channels = denoiser.config.in_channels // (4 if family == "flux" else 1)
+        shift = 0.1159 if family in ("sd3", "flux") else None
+        components: dict[str, Any] = {
+            spec.denoiser: denoiser, "vae": tiny_vae(latent_channels, shift_factor=shift),
+            "scheduler": _schedulers()[family], **_text_components(family),
+        }
+    return getattr(diffusers, spec.pipeline)(**_pipeline_extras(family), **components)
+
+
+def _pipeline_extras(family: str) -> dict[str, Any]:
+    """Constructor arguments besides the components (label names, no safety checker)."""
+    if family == "dit":
+        return {"id2label": {0: "tench, Tinca tinca", 1: "goldfish", 2: "great white shark"}}
+    if family in ("sd15", "hunyuan-dit"):
+        return {"safety_checker": None, "feature_extractor": None,
+                "requires_safety_checker": False}
+    return {}
