@@ -1,0 +1,146 @@
+"""The common shape of every surrogate: a scikit-learn regressor on choice matrices.
+
+Surrogates follow the scikit-learn estimator contract — hyper-parameters (including the
+:class:`~qua2.surrogates.encoding.ConfigEncoder`) are set in ``__init__`` and stored
+unchanged, ``fit(x, y)`` returns ``self``, learned attributes end in ``_``, randomness comes
+from ``random_state`` — so ``sklearn.base.clone`` and model-selection tools work. ``x`` is a
+choice matrix ``[N, L]``; predictions are in the target's units.
+
+Persistence never pickles: :meth:`Surrogate.save` writes ``surrogate.json`` (kind,
+hyper-parameters, encoder, target, learned scalars) next to a model file in the surrogate's own
+format (XGBoost JSON, safetensors, or nothing for ridge); :func:`load_surrogate` reads any kind
+back.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from qua2.errors import Qua2Error
+from qua2.specs import QuantConfig
+from qua2.surrogates.encoding import ConfigEncoder
+
+SURROGATE_FILE = "surrogate.json"
+FORMAT_VERSION = 1
+#: kind → "module:Class", imported on demand so loading an XGBoost model needs no torch.
+REGISTRY = {"ridge": "qua2.surrogates.ridge:RidgeSurrogate",
+            "xgb": "qua2.surrogates.xgb:XGBSurrogate",
+            "gnn": "qua2.surrogates.gnn:GNNSurrogate"}
+
+
+def surrogate_class(kind: str) -> type[Surrogate]:
+    """The class registered as ``kind`` (``ridge``, ``xgb`` or ``gnn``)."""
+    if kind not in REGISTRY:
+        raise Qua2Error(f"unknown surrogate {kind!r}; choose one of {', '.join(REGISTRY)}.")
+    module, name = REGISTRY[kind].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class Surrogate(RegressorMixin, BaseEstimator):
+    """Base class: target scaling, config helpers and JSON persistence."""
+
+    kind: ClassVar[str] = ""
+    #: hyper-parameters that are data, saved by the model itself rather than as JSON params
+    data_params: ClassVar[tuple[str, ...]] = ("encoder",)
+    encoder: ConfigEncoder | None
+
+    # ------------------------------------------------------------------ contract
+    def fit(self, x: np.ndarray, y: np.ndarray) -> Surrogate:
+        x = self._check_x(x)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if len(y) != len(x):
+            raise Qua2Error(f"{len(x)} configurations but {len(y)} target values.")
+        if len(y) < 2:
+            raise Qua2Error("a surrogate needs at least two evaluated configurations.")
+        # Scaled targets make one set of default hyper-parameters work for FID (~10–300),
+        # objectives with a bits penalty (~−1000) and PSNR alike.
+        self.y_mean_ = float(y.mean())
+        self.y_scale_ = float(y.std()) or 1.0
+        self.n_features_in_ = x.shape[1]
+        self._fit_scaled(x, (y - self.y_mean_) / self.y_scale_)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "y_mean_"):
+            raise Qua2Error(f"this {type(self).__name__} is not fitted yet; call fit first.")
+        return self._predict_scaled(self._check_x(x)) * self.y_scale_ + self.y_mean_
+
+    def predict_configs(self, configs: Iterable[QuantConfig]) -> np.ndarray:
+        """Predictions for configurations (QuantConfig or their dict form)."""
+        return self.predict(self._encoder().choices(configs))
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _fit_scaled(self, x: np.ndarray, y: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _predict_scaled(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, Any]:
+        """JSON-ready learned values besides the model file."""
+        return {}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`_state`."""
+
+    def _save_model(self, directory: Path) -> None:
+        """Write the model file(s) into ``directory``."""
+
+    def _load_model(self, directory: Path) -> None:
+        """Read the model file(s) written by :meth:`_save_model`."""
+
+    # ------------------------------------------------------------------ helpers
+    def _encoder(self) -> ConfigEncoder:
+        if self.encoder is None:
+            raise Qua2Error(f"{type(self).__name__} needs encoder= (a ConfigEncoder built from "
+                            "the study's layers and options).")
+        return self.encoder
+
+    def _check_x(self, x: np.ndarray) -> np.ndarray:
+        return self._encoder().check(x)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | Path, target: dict[str, Any] | None = None) -> Path:
+        """Write the fitted surrogate into ``directory`` (created); returns it."""
+        if not hasattr(self, "y_mean_"):
+            raise Qua2Error("only a fitted surrogate can be saved.")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        params = {k: v for k, v in self.get_params(deep=False).items()
+                  if k not in self.data_params}
+        payload = {"version": FORMAT_VERSION, "kind": self.kind, "params": params,
+                   "encoder": self._encoder().to_dict(), "target": target,
+                   "state": {"y_mean_": self.y_mean_, "y_scale_": self.y_scale_,
+                             "n_features_in_": self.n_features_in_, **self._state()}}
+        self._save_model(directory)
+        (directory / SURROGATE_FILE).write_text(json.dumps(payload, indent=1))
+        return directory
+
+
+def load_surrogate(directory: str | Path) -> Surrogate:
+    """A surrogate saved by :meth:`Surrogate.save`, of any kind."""
+    directory = Path(directory)
+    path = directory / SURROGATE_FILE
+    if not path.is_file():
+        raise Qua2Error(f"{directory} holds no saved surrogate ({SURROGATE_FILE} missing); "
+                        "run `qua2 fit` first.")
+    payload = json.loads(path.read_text())
+    if payload.get("version") != FORMAT_VERSION:
+        raise Qua2Error(f"{path} has surrogate format {payload.get('version')!r}; refit with "
+                        "this qua2 (`qua2 fit`).")
+    cls = surrogate_class(payload["kind"])
+    model = cls(encoder=ConfigEncoder.from_dict(payload["encoder"]), **payload["params"])
+    state = payload["state"]
+    model.y_mean_, model.y_scale_ = state["y_mean_"], state["y_scale_"]
+    model.n_features_in_ = state["n_features_in_"]
+    model._set_state(state)
+    model._load_model(directory)
+    model.target_ = payload.get("target")
+    return model

@@ -1,0 +1,214 @@
+"""The ``fit`` stage: cross-validate and fit every surrogate of a study, write the report.
+
+Artifacts, all under ``<study>/surrogates/``::
+
+    cv_report.json          per surrogate: per-fold and pooled held-out metrics, learning curve,
+                            hyper-parameters, timings; the best surrogate by held-out Spearman ρ
+    cv_report.md            the same as Markdown tables
+    oof_predictions.csv     every held-out prediction (surrogate, id, kind, fold, y, pred)
+    learning_curve.csv      held-out metrics vs number of training configs
+    option_stats.json       option sizes and errors read once from the option cache
+    <kind>/                 the surrogate fitted on all rows (surrogate.json + model file)
+
+A surrogate whose report entry was computed from the same rows, target and settings is not
+recomputed (the stage resumes); ``force`` recomputes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from qua2.errors import Qua2Error
+from qua2.surrogates.base import Surrogate, load_surrogate, surrogate_class
+from qua2.surrogates.cv import DEFAULT_CURVE, CVResult, cross_validate
+from qua2.surrogates.data import StudyData, load_study_data
+from qua2.surrogates.report import write_markdown
+
+KINDS = ("ridge", "xgb", "gnn")
+REPORT_JSON = "cv_report.json"
+
+
+@dataclass
+class FitOptions:
+    """What ``qua2 fit`` does; every field has a command-line flag."""
+
+    surrogates: tuple[str, ...] = KINDS
+    target: str | None = None           # a metric name; None: the study's objective
+    folds: int = 5
+    seed: int = 0
+    curve_sizes: tuple[int, ...] = DEFAULT_CURVE  # () for no learning curve
+    curve_gnn: bool = False             # GNN learning curves cost ~len(sizes) × the CV
+    train_extra: tuple[str, ...] = ("uniform",)
+    threads: int = 1
+    gnn_epochs: int | None = None
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind → hyper-params
+    force: bool = False
+
+
+def say(message: str) -> None:
+    print(f"qua2: {message}", file=sys.stderr, flush=True)
+
+
+def make_surrogate(kind: str, data: StudyData, options: FitOptions,
+                   graph: Any = None) -> Surrogate:
+    """An unfitted surrogate of ``kind`` for ``data`` with the options' hyper-parameters."""
+    params: dict[str, Any] = {"encoder": data.encoder, "random_state": options.seed}
+    if kind == "xgb":
+        params["n_jobs"] = options.threads
+    if kind == "gnn":
+        params.update(graph=graph, n_threads=options.threads)
+        if options.gnn_epochs is not None:
+            params["epochs"] = options.gnn_epochs
+    params.update(options.params.get(kind, {}))
+    return surrogate_class(kind)(**params)
+
+
+def _fingerprint(data: StudyData, target: str, kind: str, options: FitOptions,
+                 estimator: Surrogate) -> str:
+    params = {k: v for k, v in estimator.get_params(deep=False).items()
+              if k not in estimator.data_params}
+    payload = {"ids": sorted(data.ids), "target": target, "kind": kind, "params": params,
+               "folds": options.folds, "seed": options.seed, "extra": options.train_extra,
+               "curve": _curve_for(kind, options)}
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _curve_for(kind: str, options: FitOptions) -> tuple[int, ...]:
+    return options.curve_sizes if (kind != "gnn" or options.curve_gnn) else ()
+
+
+def fit_study(study: Any, options: FitOptions | None = None) -> dict[str, Any]:
+    """Cross-validate and fit the options' surrogates; returns the (merged) report."""
+    options = options or FitOptions()
+    unknown = sorted(set(options.surrogates) - set(KINDS))
+    if unknown:
+        raise Qua2Error(f"unknown surrogate {unknown[0]!r}; choose from {', '.join(KINDS)}.")
+    data = load_study_data(study)
+    target = data.target(options.target)
+    n_random = len(data.cv_rows(target))
+    say(f"fit: {n_random} random configs for {options.folds}-fold CV on {target.name!r} "
+        f"({'higher' if target.higher_is_better else 'lower'} is better), "
+        f"{data.encoder.n_layers} layers")
+    report = _load_report(study)
+    if report.get("target") != target.to_dict():
+        report = {}  # another target: old entries are not comparable
+    entries = report.get("surrogates", {})
+    graph = _graph(study) if "gnn" in options.surrogates else None
+    frames = []
+    for kind in options.surrogates:
+        estimator = make_surrogate(kind, data, options, graph)
+        fingerprint = _fingerprint(data, target.name, kind, options, estimator)
+        if not options.force and entries.get(kind, {}).get("fingerprint") == fingerprint:
+            say(f"fit: {kind} is up to date (held-out ρ "
+                f"{entries[kind]['summary']['spearman_mean']:.3f}); --force refits")
+            continue
+        result = _validate(kind, estimator, data, target, options)
+        entries[kind] = {**result.to_dict(), "fingerprint": fingerprint,
+                         "params": _json_params(estimator)}
+        frames.append(result.oof.assign(surrogate=kind))
+        _fit_final(study, kind, estimator, data, target, options)
+    report = _finish_report(study, data, target, options, entries, frames)
+    write_markdown(report, study.path("surrogates", "cv_report.md"))
+    return report
+
+
+def _validate(kind: str, estimator: Surrogate, data: StudyData, target: Any,
+              options: FitOptions) -> CVResult:
+    def progress(done: int, total: int) -> None:
+        if kind == "gnn":
+            say(f"fit: gnn fold {done}/{total}")
+
+    result = cross_validate(estimator, data, target, k=options.folds, seed=options.seed,
+                            train_extra=options.train_extra,
+                            curve_sizes=_curve_for(kind, options), name=kind,
+                            progress=progress)
+    summary = result.summary
+    say(f"fit: {kind}: held-out Spearman {summary['spearman_mean']:.3f} ± "
+        f"{summary['spearman_std']:.3f}, Kendall {summary['kendall_mean']:.3f}, NDCG@10 "
+        f"{summary['ndcg@10_mean']:.3f}, MAE {summary['mae_mean']:.4g} "
+        f"({result.seconds:.0f} s)")
+    return result
+
+
+def _fit_final(study: Any, kind: str, estimator: Surrogate, data: StudyData, target: Any,
+               options: FitOptions) -> None:
+    from sklearn.base import clone
+
+    rows = data.mask(("random", *options.train_extra), target)
+    model = clone(estimator).fit(data.choices[rows], data.values(target)[rows])
+    model.save(study.path("surrogates", kind, "surrogate.json").parent,
+               target=target.to_dict())
+
+
+def _finish_report(study: Any, data: StudyData, target: Any, options: FitOptions,
+                   entries: dict[str, Any], frames: list[pd.DataFrame]) -> dict[str, Any]:
+    ranked = sorted(entries, key=lambda k: -_nan_low(entries[k]["summary"]["spearman_mean"]))
+    report = {"version": 1, "study": str(study.directory), "target": target.to_dict(),
+              "folds": options.folds, "seed": options.seed,
+              "n_random": len(data.cv_rows(target)),
+              "train_extra": list(options.train_extra), "n_layers": data.encoder.n_layers,
+              "surrogates": {k: entries[k] for k in ranked},
+              "best": ranked[0] if ranked else None}
+    path = study.path("surrogates", REPORT_JSON)
+    path.write_text(json.dumps(report, indent=1))
+    _write_tables(study, entries, frames)
+    return report
+
+
+def _write_tables(study: Any, entries: dict[str, Any], frames: list[pd.DataFrame]) -> None:
+    oof_path = study.path("surrogates", "oof_predictions.csv")
+    old = pd.read_csv(oof_path) if oof_path.exists() else pd.DataFrame()
+    if frames:
+        fresh = pd.concat(frames, ignore_index=True)
+        if len(old):
+            old = old[~old["surrogate"].isin(fresh["surrogate"])]
+        merged = pd.concat([old, fresh], ignore_index=True)
+        merged = merged[merged["surrogate"].isin(entries)]
+        cols = ["surrogate", "id", "kind", "fold", "y", "pred"]
+        merged[cols].to_csv(oof_path, index=False)
+    rows = [{"surrogate": k, **point} for k, e in entries.items()
+            for point in e.get("learning_curve") or []]
+    pd.DataFrame(rows).to_csv(study.path("surrogates", "learning_curve.csv"), index=False)
+
+
+def _nan_low(value: float) -> float:
+    return value if value == value else float("-inf")
+
+
+def _json_params(estimator: Surrogate) -> dict[str, Any]:
+    return json.loads(json.dumps({k: v for k, v in estimator.get_params(deep=False).items()
+                                  if k not in estimator.data_params}, default=str))
+
+
+def _load_report(study: Any) -> dict[str, Any]:
+    path = study.path("surrogates", REPORT_JSON)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _graph(study: Any) -> Any:
+    from qua2.study.graph import study_graph
+
+    return study_graph(study)
+
+
+def load_fitted(study: Any, kind: str | None = None) -> Surrogate:
+    """A surrogate fitted by ``qua2 fit`` (default: the report's best one)."""
+    report = _load_report(study)
+    kind = kind or report.get("best")
+    if not kind:
+        raise Qua2Error(f"{study.directory} has no fitted surrogates; run `qua2 fit` first.")
+    return load_surrogate(study.path("surrogates", kind, "surrogate.json").parent)
+
+
+def stage_fit(study: Any, options: Any = None) -> None:
+    """Pipeline stage: cross-validate and fit every surrogate (skips what is up to date)."""
+    threads = getattr(options, "threads", None) or 1
+    fit_study(study, FitOptions(threads=threads))
+
