@@ -15,6 +15,7 @@ extractor's id and a digest of the data.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,7 +159,7 @@ def _save_stats(stats: GaussianStats, path: Path) -> None:
     from safetensors.numpy import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{id(stats)}")
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     save_file({"mu": stats.mu, "sigma": stats.sigma}, str(tmp), metadata={"n": str(stats.n)})
     tmp.replace(path)  # atomic: concurrent workers never read half a file
 

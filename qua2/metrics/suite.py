@@ -22,7 +22,8 @@ Distribution metrics depend on the sample count: compare configs only at equal `
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
 import torch
@@ -57,21 +58,26 @@ class MetricSuite:
         return cls({"digits_fid": FrechetScorer(clf, real)}, classifier=clf)
 
     @classmethod
-    def for_real_images(cls, reference: torch.Tensor | object, data_key: str | None = None,
-                        inception_weights: str | None = None, clip_model: str | None = None,
+    def for_real_images(cls, reference: torch.Tensor | Iterable[torch.Tensor],
+                        data_key: str | None = None, inception_weights: str | None = None,
+                        clip_model: str | None = None,
                         device: torch.device | str = "cpu") -> MetricSuite:
         """Inception ``fid`` and ``clip_score`` for text-to-image or class-to-image models.
 
         ``inception_weights`` / ``clip_model`` default to ``$QUA2_INCEPTION_WEIGHTS`` /
-        ``$QUA2_CLIP_MODEL``; a metric whose weights are not configured raises a
-        :class:`Qua2Error` naming the variable to set. ``reference`` is a tensor of real images
-        or an iterable of batches (then ``data_key`` names the data set for the cache).
+        ``$QUA2_CLIP_MODEL``. Missing Inception weights raise a :class:`Qua2Error` naming the
+        variable; without a CLIP model the suite has no ``clip_score``. ``reference`` is a
+        tensor of real images or an iterable of batches (then ``data_key`` names the data set
+        for the cache).
         """
-        from qua2.metrics.clip import ClipScorer
+        from qua2.metrics.clip import CLIP_ENV, ClipScorer
         from qua2.metrics.inception import InceptionFeatures
 
         inception = InceptionFeatures.from_config(inception_weights, device=device)
-        clip = ClipScorer.from_config(clip_model, device=device)
+        # CLIP is optional (class-conditioned models have no prompts); score() names the
+        # variable to set if prompts arrive without it.
+        clip = (ClipScorer.from_config(clip_model, device=device)
+                if clip_model is not None or os.environ.get(CLIP_ENV) else None)
         return cls({"fid": FrechetScorer(inception, reference, data_key)}, clip=clip)
 
     def score(self, images: torch.Tensor, labels: Sequence[int] | torch.Tensor | None = None,

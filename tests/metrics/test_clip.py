@@ -1,55 +1,11 @@
 """CLIP score on a tiny random CLIP saved to a temp dir with an offline-built tokenizer."""
 
-import json
-
 import pytest
 import torch
 
 from qua2.errors import Qua2Error
 from qua2.metrics import FrechetScorer
 from qua2.metrics.clip import ClipScorer
-
-
-def _byte_chars() -> list[str]:
-    """GPT-2/CLIP byte-to-unicode table, so every byte has a printable vocab symbol."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-            *range(ord("®"), ord("ÿ") + 1)]
-    extra = [b for b in range(256) if b not in keep]
-    return [chr(c) for c in keep] + [chr(256 + i) for i in range(len(extra))]
-
-
-def _save_tiny_clip(path, with_tokenizer: bool = True) -> None:
-    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
-
-    chars = _byte_chars()
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
-    bos, eos = len(vocab), len(vocab) + 1
-    vocab.update({"<|startoftext|>": bos, "<|endoftext|>": eos})
-    path.mkdir(parents=True, exist_ok=True)
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=2,
-                         max_position_embeddings=77, bos_token_id=bos, eos_token_id=eos,
-                         pad_token_id=eos),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=2, image_size=32, patch_size=8),
-        projection_dim=16)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        CLIPModel(config).save_pretrained(path)
-    if with_tokenizer:
-        vocab_file, merges_file = path / "tok-vocab.json", path / "tok-merges.txt"
-        vocab_file.write_text(json.dumps(vocab))
-        merges_file.write_text("#version: 0.2\n")  # no merges: character-level BPE
-        CLIPTokenizer(str(vocab_file), str(merges_file)).save_pretrained(path)
-
-
-@pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-clip")
-    _save_tiny_clip(path)
-    return path
 
 
 def test_clip_score_runs(clip_dir):
@@ -94,8 +50,8 @@ def test_clip_from_env_and_clear_errors(clip_dir, tmp_path, monkeypatch):
         ClipScorer.from_pretrained(tmp_path / "bad")
 
 
-def test_image_only_clip_without_tokenizer(tmp_path):
-    _save_tiny_clip(tmp_path, with_tokenizer=False)
+def test_image_only_clip_without_tokenizer(tmp_path, tiny_clip_saver):
+    tiny_clip_saver(tmp_path, with_tokenizer=False)
     scorer = ClipScorer.from_pretrained(tmp_path)
     images = torch.zeros(2, 3, 32, 32)
     with pytest.raises(Qua2Error, match="no tokenizer"):

@@ -8,19 +8,6 @@ from qua2.errors import Qua2Error
 from qua2.metrics.inception import FIDInceptionV3, InceptionFeatures, convert_inception_weights
 
 
-@pytest.fixture(scope="module")
-def pth_weights(tmp_path_factory):
-    """A random FID Inception state dict laid out like pt_inception-2015-12-05 (.pth)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        state = FIDInceptionV3().state_dict()
-    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    state["fc.weight"], state["fc.bias"] = torch.zeros(1008, 2048), torch.zeros(1008)
-    path = tmp_path_factory.mktemp("inception") / "pt_inception.pth"
-    torch.save(state, path)
-    return path
-
-
 def test_parameter_names_and_count_match_torchvision_layout():
     net = FIDInceptionV3()
     names = set(net.state_dict())

@@ -61,3 +61,16 @@ def test_real_image_suite_needs_weights(monkeypatch):
     monkeypatch.delenv("QUA2_CLIP_MODEL", raising=False)
     with pytest.raises(Qua2Error, match="QUA2_INCEPTION_WEIGHTS"):
         MetricSuite.for_real_images(torch.zeros(4, 3, 32, 32))
+
+
+@pytest.mark.slow
+def test_real_image_suite_end_to_end(pth_weights, clip_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("QUA2_CACHE_DIR", str(tmp_path))
+    gen = torch.Generator().manual_seed(0)
+    real = torch.rand(6, 3, 16, 16, generator=gen) * 2 - 1
+    suite = MetricSuite.for_real_images(real, inception_weights=str(pth_weights),
+                                        clip_model=str(clip_dir))
+    images = torch.rand(4, 3, 16, 16, generator=gen) * 2 - 1
+    out = suite.score(images, fp_images=images, prompts=["a", "b", "c", "d"])
+    assert set(out) == {"n_images", "fid", "clip_score", "psnr", "ssim", "mse"}
+    assert out["fid"] > 0 and 0 <= out["clip_score"] <= 100
