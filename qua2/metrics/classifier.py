@@ -192,7 +192,7 @@ def classifier_paths(seed: int = 0, root: Path | None = None) -> tuple[Path, Pat
 
 def load_digits_classifier(seed: int = 0, device: torch.device | str = "cpu",
                            config: ClassifierConfig | None = None) -> DigitsClassifier:
-    """The cached digits classifier for ``seed``; trained (≈10 s on 2 cores) when needed.
+    """The cached digits classifier for ``seed``; trained (≈16 s of CPU time) when needed.
 
     Checks the weights' SHA-256 and the stored settings against the JSON config; a missing,
     stale or corrupted cache is re-trained with a warning that names the reason.
