@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from qua2 import __version__
 from qua2.errors import Qua2Error
 
-COMMANDS = ["run", "sample", "sweep", "status", "results"]
+COMMANDS = ["run", "sample", "sweep", "status", "results", "graph", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qua2", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="qua2", description="Quantization-sensitivity studies of diffusion denoisers.")
     parser.add_argument("--version", action="version", version=f"qua2 {__version__}")
     parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
