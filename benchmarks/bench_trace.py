@@ -7,6 +7,7 @@ weight layers, parameters, and the node count Qua²SeDiMo reports for its hand-w
     python benchmarks/bench_trace.py                       # PixArt-α, SDXL, Flux.1-dev
     python benchmarks/bench_trace.py --families dit sd15 hunyuan sd3 --repeat 5
     python benchmarks/bench_trace.py --json results.json
+    python benchmarks/bench_trace.py --families pixart --batch 128   # + GNN feature batching
 
 Results are recorded in docs/graph.md (machine and load noted there).
 """
@@ -52,6 +53,42 @@ def bench(family: str, repeat: int) -> dict:
     }
 
 
+class _FakeStats:
+    """Stand-in for an option cache entry (the real cache lives in qua2.quant)."""
+
+    def __init__(self, bits: int) -> None:
+        self.nbytes, self.fp16_nbytes, self.error = bits * 100, 1600, 1.0 / bits
+
+
+class _FakeCache:
+    def option_stats(self, layer: str, option) -> _FakeStats:
+        return _FakeStats(option.bits)
+
+
+def bench_batch(family: str, size: int, repeat: int) -> dict:
+    """Seconds to featurize ``size`` random configs of ``family`` into one PyG batch."""
+    import random
+
+    from qua2.graph import GraphFeaturizer
+    from qua2.specs import QuantConfig, SearchSpace
+
+    module, example = full_size_denoiser(family)
+    graph = trace(module, *example.args, **example.kwargs)
+    space = SearchSpace.grid(["uaq", "kmeans_c", "kmeans_a"], [3, 4])
+    rng = random.Random(0)
+    configs = [QuantConfig({layer: rng.choice(space.options) for layer in graph.layers()})
+               for _ in range(size)]
+    featurizer = GraphFeaturizer(graph, space)
+    cache = _FakeCache()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        batch = featurizer.batch(configs, cache)
+        times.append(time.perf_counter() - start)
+    return {"family": family, "configs": size, "nodes": int(batch.num_nodes),
+            "features": int(batch.x.shape[1]), "batch_median_s": round(statistics.median(times), 3)}
+
+
 def _table(rows: list[dict]) -> str:
     head = ("| model | params (M) | trace median (s) | trace min (s) | nodes | edges | "
             "weight layers | Qua²SeDiMo nodes |\n|---|---|---|---|---|---|---|---|")
@@ -69,11 +106,20 @@ def main() -> None:
                         choices=FULL_SIZE_FAMILIES)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--batch", type=int, default=0, metavar="N",
+                        help="also time featurizing N random configs into one PyG batch")
     args = parser.parse_args()
     rows = [bench(f, args.repeat) for f in args.families]
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
     print(_table(rows))
+    if args.batch:
+        for family in args.families:
+            result = bench_batch(family, args.batch, args.repeat)
+            rows.append(result)
+            print(f"featurize {result['configs']} configs of {family}: "
+                  f"{result['batch_median_s']} s ({result['nodes']} nodes × "
+                  f"{result['features']} features)")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)

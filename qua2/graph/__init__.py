@@ -5,8 +5,11 @@ a nodes table (op type, block, stage, role, parameters, quantizable) and data-fl
 See ``docs/graph.md`` for the design and the vocabularies.
 """
 
+from qua2.graph.features import GraphFeaturizer
 from qua2.graph.opgraph import OpGraph
+from qua2.graph.partition import SubGraph, partition
 from qua2.graph.tracer import trace, trace_adapter
 from qua2.graph.vocab import OP_TYPES, ROLE_COMPONENTS, STAGES
 
-__all__ = ["OP_TYPES", "ROLE_COMPONENTS", "STAGES", "OpGraph", "trace", "trace_adapter"]
+__all__ = ["OP_TYPES", "ROLE_COMPONENTS", "STAGES", "GraphFeaturizer", "OpGraph", "SubGraph",
+           "partition", "trace", "trace_adapter"]

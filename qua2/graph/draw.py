@@ -138,7 +138,7 @@ def _draw_wrapped(sub: OpGraph, pos: np.ndarray, title: str) -> Figure:
 
     columns = int(pos[:, 0].max()) + 1
     panels = max(1, -(-columns // _PANEL_COLUMNS))
-    span = min(columns, _PANEL_COLUMNS)
+    span = -(-columns // panels)  # balanced panels: no nearly empty last line
     panel_height = float(np.clip(np.ptp(pos[:, 1]) * 0.13 + 1.6, 2.2, 12))
     fig = Figure(figsize=(span * _COLUMN_INCHES + 4, panels * panel_height + 0.6), dpi=90)
     axes = fig.subplots(panels, 1, squeeze=False)[:, 0]

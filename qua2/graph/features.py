@@ -70,13 +70,15 @@ class GraphFeaturizer:
         self.layer_rows = torch.from_numpy(rows)
         self.layer_names: list[str] = graph.nodes["name"].to_numpy()[rows].tolist()
         self._layer_set = set(self.layer_names)
-        self._stats: dict[tuple[str, Any], tuple[float, float]] = {}
+        self._rows: dict[tuple[str, Any], np.ndarray] = {}
+        self._method_col = {m: i + 1 for i, m in enumerate(self.methods)}
         self.quant_names = ["method=fp", *(f"method={m}" for m in self.methods),
                             "bits", "group_size", "size_ratio", "error"]
         self.fp_row = torch.zeros(len(self.quant_names))
         self.fp_row[0] = 1.0
         self.fp_row[-4] = 1.0  # 16 bits / 16
         self.fp_row[-2] = 1.0  # FP size / FP size
+        self._fp_row_np = self.fp_row.numpy()
 
     # ------------------------------------------------------------------ static part
     @property
@@ -110,41 +112,40 @@ class GraphFeaturizer:
                 torch.cat([kinds, torch.ones_like(kinds)]))
 
     # ------------------------------------------------------------------ quant part
-    def _option_stats(self, cache: Any, layer: str, option: Any) -> tuple[float, float]:
+    def _option_row(self, cache: Any, layer: str, option: Any) -> np.ndarray:
+        """The quant features of one (layer, option), memoised (one cache look-up each)."""
         key = (layer, option)
-        if key not in self._stats:
+        row = self._rows.get(key)
+        if row is None:
+            if option.method not in self._method_col:
+                raise Qua2Error(f"method {option.method!r} of layer {layer!r} is not among the "
+                                f"featurizer's methods {list(self.methods)}; pass methods=.")
             stats = cache.option_stats(layer, option)
-            ratio = float(stats.nbytes) / float(stats.fp16_nbytes)
-            self._stats[key] = (ratio, float(stats.error))
-        return self._stats[key]
+            row = np.zeros(len(self.quant_names), dtype=np.float32)
+            row[self._method_col[option.method]] = 1.0
+            row[-4] = option.bits / FP_BITS
+            row[-3] = math.log2(option.group_size) / 8 if option.group_size else 0.0
+            row[-2] = float(stats.nbytes) / float(stats.fp16_nbytes)
+            row[-1] = float(stats.error)
+            self._rows[key] = row
+        return row
 
     def quant_features(self, config: Any, cache: Any) -> torch.Tensor:
         """The quant part of the layer nodes, shape ``[num layers, len(quant_names)]``."""
         choices = dict(config.items()) if config is not None else {}
-        unknown = set(choices) - self._layer_set
-        if unknown:
-            raise Qua2Error(f"the config names layer {sorted(unknown)[0]!r}, which is not a "
+        if not choices.keys() <= self._layer_set:
+            unknown = sorted(set(choices) - self._layer_set)[0]
+            raise Qua2Error(f"the config names layer {unknown!r}, which is not a "
                             f"quantizable layer of the traced {self.graph.model}.")
         if choices and cache is None:
             raise Qua2Error("featurizing a quantization config needs the option cache "
                             "(for each option's size ratio and error).")
-        out = self.fp_row.repeat(len(self.layer_names), 1)
-        method_col = {m: i + 1 for i, m in enumerate(self.methods)}
-        for row, layer in enumerate(self.layer_names):
-            option = choices.get(layer)
-            if option is None:
-                continue
-            if option.method not in method_col:
-                raise Qua2Error(f"method {option.method!r} of layer {layer!r} is not among the "
-                                f"featurizer's methods {list(self.methods)}; pass methods=.")
-            ratio, error = self._option_stats(cache, layer, option)
-            out[row, 0] = 0.0
-            out[row, method_col[option.method]] = 1.0
-            out[row, -4] = option.bits / FP_BITS
-            out[row, -3] = math.log2(option.group_size) / 8 if option.group_size else 0.0
-            out[row, -2] = ratio
-            out[row, -1] = error
-        return out
+        fp = self._fp_row_np
+        rows = [fp if (option := choices.get(layer)) is None
+                else self._option_row(cache, layer, option) for layer in self.layer_names]
+        if not rows:
+            return torch.zeros(0, len(self.quant_names))
+        return torch.from_numpy(np.stack(rows))
 
     # ------------------------------------------------------------------ data objects
     def node_features(self, config: Any = None, cache: Any = None) -> torch.Tensor:

@@ -29,7 +29,9 @@ def trace(module: nn.Module, *args: Any, **kwargs: Any) -> OpGraph:
     quantizable (Linear/Conv) layer in the traced call.
     """
     if not isinstance(module, nn.Module):
-        raise Qua2Error(f"trace needs a torch.nn.Module, got {type(module).__name__}.")
+        hint = "; use trace_adapter() for a model adapter" if hasattr(
+            module, "example_inputs") else ""
+        raise Qua2Error(f"trace needs a torch.nn.Module, got {type(module).__name__}{hint}.")
     recorder = Recorder(module)
     _add_inputs(recorder, module, args, kwargs)
     with _tracing_state(module), torch.no_grad():
