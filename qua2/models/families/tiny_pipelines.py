@@ -120,8 +120,12 @@ def tiny_vae(latent_channels: int = 4, *, shift_factor: float | None = None) -> 
 
 
 # ------------------------------------------------------------------------------ pipelines
+def tiny_scheduler(family: str) -> Any:
+    """A fresh instance of ``family``'s published default scheduler (class and settings)."""
+    return _schedulers()[family]
+
+
 def _schedulers() -> dict[str, Any]:
-    """Each family's published default scheduler class and settings."""
     import diffusers as d
 
     sd = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
@@ -187,7 +191,7 @@ def tiny_pipeline(family: str, seed: int = 0) -> Any:
         shift = 0.1159 if family in ("sd3", "flux") else None
         components: dict[str, Any] = {
             spec.denoiser: denoiser, "vae": tiny_vae(latent_channels, shift_factor=shift),
-            "scheduler": _schedulers()[family], **_text_components(family),
+            "scheduler": tiny_scheduler(family), **_text_components(family),
         }
     return getattr(diffusers, spec.pipeline)(**_pipeline_extras(family), **components)
 
@@ -200,3 +204,45 @@ def _pipeline_extras(family: str) -> dict[str, Any]:
         return {"safety_checker": None, "feature_extractor": None,
                 "requires_safety_checker": False}
     return {}
+
+
+#: Short prompt lengths for tiny adapters (the real 120–512 tokens only slow tests down).
+_TINY_TOKENS = {"pixart-alpha": 6, "pixart-sigma": 6, "sd3": 4, "flux": 6}
+
+
+def tiny_adapter(family: str, seed: int = 0, **options: Any) -> Any:
+    """A denoiser-level adapter of ``family``: tiny denoiser + scheduler, no VAE or encoders.
+
+    ``generate`` then returns final latents (64-px geometry: 8 × 8 latents). Text families get a
+    seeded random negative embedding so classifier-free guidance works without a text encoder;
+    their conditions are :meth:`~TextToImageAdapter.random_embeddings`. ``options`` override.
+    """
+    from qua2.models.families import adapter_class
+    from qua2.models.tiny import tiny_denoiser
+
+    if family not in PIPELINES:
+        raise Qua2Error(
+            f"no tiny adapter for family {family!r}; choose one of "
+            f"{', '.join(TINY_PIPELINE_FAMILIES)}."
+        )
+    denoiser, _ = tiny_denoiser(_TINY_DENOISER.get(family, family), seed=seed)
+    adapter_type = adapter_class(family)
+    defaults: dict[str, Any] = {"resolution": 64}
+    if family in _TINY_TOKENS:
+        defaults["max_sequence_length"] = _TINY_TOKENS[family]
+    defaults.update(options)
+    adapter = adapter_type.from_components(denoiser, tiny_scheduler(family), **defaults)
+    if adapter.conditioning == "text" and "negative" not in options and not _has_null(adapter):
+        negative = adapter.random_embeddings(1, seed=seed + 1000)[0]
+        adapter = adapter_type.from_components(denoiser, tiny_scheduler(family),
+                                               negative=negative, **defaults)
+    return adapter
+
+
+def _has_null(adapter: Any) -> bool:
+    """Whether the adapter can build its unconditional branch as it is (SDXL: zeros)."""
+    try:
+        adapter.null_embedding()
+    except Qua2Error:
+        return False
+    return True

@@ -1,0 +1,229 @@
+"""Whole tiny pipelines saved to disk and loaded back through ``load_model(family, path)``.
+
+Each pipeline (:func:`qua2.models.families.tiny_pipelines.tiny_pipeline`) has the family's real
+component classes — CLIP/T5/BERT text encoders, tokenizers, ``AutoencoderKL``, scheduler — so
+this is the loading path of a real checkpoint, offline, for every family (all of them together
+take a few seconds once the imports are paid).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from qua2.errors import Qua2Error
+from qua2.models import load_model
+from qua2.models.families import PromptEmbedding, adapter_class
+from qua2.models.families.tiny_pipelines import TINY_PIPELINE_FAMILIES, tiny_pipeline
+
+FAMILIES = list(TINY_PIPELINE_FAMILIES)
+TEXT_FAMILIES = [f for f in FAMILIES if f != "dit"]
+SEEDS = [0, 1, 0, 1]
+#: Options a tiny directory needs: Flux has no sample_size, so its default is 1024 px.
+OPTIONS = {"flux": {"resolution": 16}}
+
+
+def _conditions(family: str) -> list:
+    a, b = (0, 2) if family == "dit" else ("a red cat", "the blue sea")
+    return [a, a, b, b]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """family → directory of its saved tiny pipeline (built on first use)."""
+    cache: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in cache:
+            cache[family] = tmp_path_factory.mktemp(family)
+            tiny_pipeline(family).save_pretrained(cache[family])
+        return cache[family]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def loaded(saved):
+    """family → (adapter loaded from its directory, images of 2 prompts × 2 seeds × 2 steps)."""
+    cache: dict[str, tuple] = {}
+
+    def get(family: str) -> tuple:
+        if family not in cache:
+            adapter = load_model(family, saved(family), **OPTIONS.get(family, {}))
+            images = adapter.generate(_conditions(family), SEEDS, steps=2)
+            cache[family] = (adapter, images)
+        return cache[family]
+
+    return get
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_loaded_pipeline_generates_deterministic_images(loaded, family):
+    adapter, images = loaded(family)
+    assert type(adapter) is adapter_class(family) and adapter.family == family
+    assert images.shape == (4, 3, 16, 16)  # RGB through the tiny VAE (factor 2)
+    assert torch.isfinite(images).all() and images.abs().max() <= 1
+    assert torch.equal(images, adapter.generate(_conditions(family), SEEDS, steps=2))
+    assert not torch.equal(images[0], images[1])  # seeds differ
+    assert not torch.equal(images[0], images[2])  # prompts differ
+
+
+@pytest.mark.parametrize("family", TEXT_FAMILIES)
+def test_precomputed_embeddings_give_the_prompt_images(loaded, family):
+    adapter, images = loaded(family)
+    embeddings = adapter.encode_prompts(["a red cat", "the blue sea"])
+    assert all(isinstance(e, PromptEmbedding) for e in embeddings)
+    a, b = embeddings
+    assert torch.equal(adapter.generate([a, a, b, b], SEEDS, steps=2), images)
+    mixed = adapter.generate([a, "a red cat", b, "the blue sea"], SEEDS, steps=2)
+    assert torch.equal(mixed, images)
+
+
+@pytest.mark.parametrize("family", TEXT_FAMILIES)
+def test_text_encoders_can_be_skipped(saved, loaded, family):
+    full, images = loaded(family)
+    bare = load_model(family, saved(family), text_encoders=False, **OPTIONS.get(family, {}))
+    assert not bare.has_text_encoders
+    a, b = full.encode_prompts(["a red cat", "the blue sea"])
+    bare = adapter_class(family).from_components(
+        bare.module, bare.scheduler, bare.vae, negative=full.null_embedding(),
+        **OPTIONS.get(family, {}))
+    assert torch.equal(bare.generate([a, a, b, b], SEEDS, steps=2), images)
+    with pytest.raises(Qua2Error, match="no text encoders"):
+        bare.generate(["a red cat"], [0], steps=1)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_in_memory_pipeline_matches_the_loaded_one(loaded, family):
+    _, images = loaded(family)
+    adapter = adapter_class(family).from_pipeline(tiny_pipeline(family), **OPTIONS.get(family, {}))
+    assert torch.equal(adapter.generate(_conditions(family), SEEDS, steps=2), images)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_loaded_example_inputs_run_the_denoiser(loaded, family):
+    adapter, _ = loaded(family)
+    inputs = adapter.example_inputs(2)
+    with torch.no_grad():
+        out = adapter.module(*inputs.args, **inputs.kwargs, return_dict=False)[0]
+    assert out.shape[0] == 2 and torch.isfinite(out).all()
+
+
+def test_dit_takes_label_names_from_id2label():
+    adapter = adapter_class("dit").from_pipeline(tiny_pipeline("dit"))
+    by_name = adapter.generate(["goldfish", "great white shark"], [0, 0], steps=2)
+    by_id = adapter.generate([1, 2], [0, 0], steps=2)
+    assert torch.equal(by_name, by_id)
+
+
+def test_sdxl_null_is_zeros_unless_a_negative_prompt_is_given(loaded, saved):
+    adapter, _ = loaded("sdxl")
+    assert torch.count_nonzero(adapter.null_embedding().embeds) == 0
+    negative = load_model("sdxl", saved("sdxl"), negative="blurry")
+    assert torch.count_nonzero(negative.null_embedding().embeds) > 0
+
+
+def test_loading_with_a_dtype_casts_the_denoiser(saved):
+    adapter = load_model("sd15", saved("sd15"), dtype="bfloat16")
+    assert adapter.dtype == torch.bfloat16
+    images = adapter.generate(["a red cat"], [0], steps=1)
+    assert images.dtype == torch.float32 and torch.isfinite(images).all()
+
+
+# ------------------------------------------------------------------------------ bad directories
+def _copy(saved, family: str, tmp_path: Path) -> Path:
+    target = tmp_path / family
+    shutil.copytree(saved(family), target)
+    return target
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(Qua2Error, match="does not exist"):
+        load_model("pixart-alpha", tmp_path / "nowhere")
+
+
+def test_no_path_given():
+    with pytest.raises(Qua2Error, match="local diffusers directory"):
+        load_model("sdxl")
+
+
+def test_file_instead_of_directory(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(Qua2Error, match="is a file"):
+        load_model("sd3", tmp_path / "model.safetensors")
+
+
+def test_directory_without_model_index(tmp_path):
+    with pytest.raises(Qua2Error, match="no model_index"):
+        load_model("flux", tmp_path)
+
+
+def test_component_folder_instead_of_pipeline(saved):
+    with pytest.raises(Qua2Error, match=r"single diffusers component.*parent folder"):
+        load_model("pixart-alpha", saved("pixart-alpha") / "transformer")
+
+
+def test_family_directory_mismatch_names_the_right_family(saved):
+    with pytest.raises(Qua2Error, match=r"PixArtAlphaPipeline.*'pixart-alpha'"):
+        load_model("sdxl", saved("pixart-alpha"))
+    with pytest.raises(Qua2Error, match="family 'sd15'"):
+        load_model("pixart-sigma", saved("sd15"))
+
+
+def test_unsupported_pipeline_class(saved, tmp_path):
+    root = _copy(saved, "sd15", tmp_path)
+    index = json.loads((root / "model_index.json").read_text())
+    index["_class_name"] = "KandinskyPipeline"
+    (root / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(Qua2Error, match=r"KandinskyPipeline.*needs a StableDiffusionPipeline"):
+        load_model("sd15", root)
+
+
+def test_malformed_model_index(saved, tmp_path):
+    root = _copy(saved, "sd15", tmp_path)
+    (root / "model_index.json").write_text("{not json")
+    with pytest.raises(Qua2Error, match="not readable JSON"):
+        load_model("sd15", root)
+
+
+def test_missing_component_folder(saved, tmp_path):
+    root = _copy(saved, "sd15", tmp_path)
+    shutil.rmtree(root / "vae")
+    with pytest.raises(Qua2Error, match="no vae/ folder"):
+        load_model("sd15", root)
+
+
+def test_unlisted_denoiser(saved, tmp_path):
+    root = _copy(saved, "sd15", tmp_path)
+    index = json.loads((root / "model_index.json").read_text())
+    del index["unet"]
+    (root / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(Qua2Error, match="lists no unet"):
+        load_model("sd15", root)
+
+
+def test_corrupt_weights(saved, tmp_path):
+    root = _copy(saved, "sd15", tmp_path)
+    for weights in (root / "unet").glob("*.safetensors"):
+        weights.write_bytes(b"garbage")
+    with pytest.raises(Qua2Error, match="could not load the sd15 pipeline"):
+        load_model("sd15", root)
+
+
+def test_unknown_family():
+    with pytest.raises(Qua2Error, match="unknown model family 'sd4'"):
+        load_model("sd4", "/tmp")
+
+
+def test_unknown_loader_option(saved):
+    with pytest.raises(Qua2Error, match=r"unknown option.*steps"):
+        load_model("sd15", saved("sd15"), steps=3)
+
+
+def test_unknown_dtype(saved):
+    with pytest.raises(Qua2Error, match="unknown dtype"):
+        load_model("sd15", saved("sd15"), dtype="float7")
