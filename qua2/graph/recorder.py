@@ -21,7 +21,6 @@ recomputation: its outputs are mapped to the first call's nodes instead of new o
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +31,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
 from qua2.graph import metafast, vocab
+from qua2.graph.tensors import is_identity, signature, tensors_in
 
 
 @dataclass(frozen=True)
@@ -69,22 +69,6 @@ class _Frame:
     name: str
     kind: str                   # "module", "leaf", "replay" or "inside" (nested in leaf/replay)
     key: Any = None
-
-
-def tensors_in(obj: Any) -> Iterator[torch.Tensor]:
-    """Every tensor inside nested tuples, lists, dicts and diffusers output objects."""
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, (list, tuple)):
-        for item in obj:
-            yield from tensors_in(item)
-    elif isinstance(obj, dict):
-        for item in obj.values():
-            yield from tensors_in(item)
-    elif obj is None or isinstance(obj, (int, float, str, torch.dtype)):
-        return
-    elif hasattr(obj, "to_tuple"):  # diffusers BaseOutput
-        yield from tensors_in(obj.to_tuple())
 
 
 _MHA_SIGNATURE = inspect.signature(F.multi_head_attention_forward)
@@ -183,7 +167,7 @@ class Recorder(TorchFunctionMode):
             return
         merged = self._merge(inputs)
         first = self.prov.get(inputs[0])
-        step = (name, _signature(args[1:], kwargs))
+        step = (name, signature(args[1:], kwargs))
         for i, t in enumerate(tensors_in(out)):
             if any(t is x for x in inputs):
                 continue  # a no-op view (``.to`` of the same dtype) keeps its mapping
@@ -192,7 +176,7 @@ class Recorder(TorchFunctionMode):
 
     def _record_op(self, name: str, op_type: str, args: tuple, kwargs: dict, out: Any) -> None:
         inputs = list(tensors_in((args, kwargs)))
-        if (name == "einsum" and len(inputs) == 1) or _is_identity(name, args, kwargs):
+        if (name == "einsum" and len(inputs) == 1) or is_identity(name, args, kwargs):
             # A one-operand einsum only permutes; ``x / 1.0`` or ``x + 0`` (diffusers'
             # default rescale factors) compute nothing: both are contracted like views.
             self._record_view(name, args, kwargs, out)
@@ -297,7 +281,7 @@ class Recorder(TorchFunctionMode):
             self.quiet += 1
             return
         key = (name, tuple(self._key_of(t) for t in tensors_in((args, kwargs))),
-               _signature(args, kwargs))
+               signature(args, kwargs))
         if key in self.calls:
             self.stack.append(_Frame(name, "replay", key))
             self.quiet += 1
@@ -367,35 +351,3 @@ def _weight_owner(modules: dict[str, nn.Module], params: frozenset[str]) -> str 
     owners = {o for o in owners if isinstance(modules.get(o), (nn.Linear, nn.Conv1d,
                                                                nn.Conv2d, nn.Conv3d))}
     return owners.pop() if len(owners) == 1 else None
-
-
-_NEUTRAL = {"add": 0, "__add__": 0, "__radd__": 0, "__iadd__": 0, "sub": 0, "__sub__": 0,
-            "__isub__": 0, "mul": 1, "__mul__": 1, "__rmul__": 1, "__imul__": 1, "div": 1,
-            "__truediv__": 1, "__itruediv__": 1}
-
-
-def _is_identity(name: str, args: tuple, kwargs: dict) -> bool:
-    """``x + 0``, ``x * 1``, ``x / 1`` and the like (one tensor, one neutral Python number)."""
-    if name not in _NEUTRAL or kwargs or len(args) != 2:
-        return False
-    tensors = [isinstance(a, torch.Tensor) for a in args]
-    if sum(tensors) != 1:
-        return False
-    scalar = args[1] if tensors[0] else args[0]
-    return isinstance(scalar, (int, float)) and not isinstance(scalar, bool) \
-        and scalar == _NEUTRAL[name]
-
-
-def _signature(args: tuple, kwargs: dict) -> tuple:
-    """The non-tensor arguments of a call as a hashable tuple (tells chunk pieces apart)."""
-    return tuple(_freeze(a) for a in args) + tuple((k, _freeze(v)) for k, v in kwargs.items())
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return "T"
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    if isinstance(value, (int, float, str, bool, type(None), torch.dtype, torch.device)):
-        return value
-    return type(value).__name__

@@ -19,7 +19,8 @@ from torch import nn
 
 from qua2.errors import Qua2Error
 from qua2.graph.opgraph import OpGraph
-from qua2.graph.recorder import Provenance, RawNode, Recorder, tensors_in
+from qua2.graph.recorder import Provenance, RawNode, Recorder
+from qua2.graph.tensors import tensors_in
 
 
 def trace(module: nn.Module, *args: Any, **kwargs: Any) -> OpGraph:
