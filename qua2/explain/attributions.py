@@ -1,0 +1,123 @@
+"""SHAP attributions of a surrogate's predictions to the per-layer choices of a config.
+
+SHAP values (Lundberg & Lee, NeurIPS 2017) split a prediction ``f(x)`` into a base value
+(the expected prediction) plus one additive share per feature. Here the *players* are the
+quantizable layers, so the result is a ``shap.Explanation`` of shape ``[configs, layers]``
+with layer names as feature names and, as ``data``, each layer's bit-width in that config
+(16 in full precision), which colours beeswarm plots.
+
+* XGBoost: exact TreeSHAP (Lundberg et al., Nat. Mach. Intell. 2020) per feature — plus exact
+  linear SHAP of its ridge base margin — summed over each layer's features (bits, method,
+  error). Summing is exact for the per-feature values' additivity; it is the usual way to
+  report a group of features.
+* Ridge: exact linear SHAP, summed per layer.
+* Any other surrogate (the GNN): model-agnostic permutation SHAP (shap's
+  ``PermutationExplainer``, antithetic permutations) directly over the per-layer *choice*
+  features, with an interventional background of evaluated configs: a masked layer takes its
+  choice from each background config in turn.
+
+Positive values mean the layer's choice raised the predicted target above the base value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from qua2.errors import Qua2Error
+from qua2.specs import QuantOption
+from qua2.surrogates.encoding import FP_BITS, FP_CHOICE
+
+
+@dataclass
+class LayerExplanation:
+    """Layer attributions with the choices they explain."""
+
+    explanation: Any            # shap.Explanation [N, L]; feature_names = layers
+    choices: np.ndarray         # [N, L] option index (-1: full precision)
+    options: list[QuantOption]
+    surrogate: str
+    method: str                 # "tree", "linear" or "permutation"
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.explanation.feature_names)
+
+    @property
+    def values(self) -> np.ndarray:
+        return np.asarray(self.explanation.values)
+
+    def importance(self) -> Any:
+        """Mean |SHAP| per layer (a pandas Series, descending)."""
+        import pandas as pd
+
+        return pd.Series(np.abs(self.values).mean(axis=0), index=self.layers,
+                         name="mean_abs_shap").sort_values(ascending=False)
+
+    def option_keys(self) -> np.ndarray:
+        """``[N, L]`` option key of every cell (``fp`` in full precision)."""
+        keys = np.array([o.key for o in self.options] + ["fp"], dtype=object)
+        return keys[np.where(self.choices == FP_CHOICE, len(self.options), self.choices)]
+
+
+def _bits(choices: np.ndarray, options: list[QuantOption]) -> np.ndarray:
+    table = np.array([o.bits for o in options] + [FP_BITS], dtype=np.float64)
+    return table[np.where(choices == FP_CHOICE, len(options), choices)]
+
+
+def _per_layer(values: np.ndarray, feature_layer: np.ndarray, n_layers: int) -> np.ndarray:
+    out = np.zeros((len(values), n_layers))
+    np.add.at(out.T, feature_layer, values.T)
+    return out
+
+
+def explain(model: Any, choices: np.ndarray, background: np.ndarray | None = None, *,
+            method: str = "auto", max_evals: int | None = None, seed: int = 0
+            ) -> LayerExplanation:
+    """SHAP values of ``model`` for the configs ``choices`` ``[N, L]``, one per layer.
+
+    ``background`` (a choice matrix of evaluated configs) is required by the permutation
+    explainer; ``method`` is ``auto`` (exact when the model allows it), ``tree``, ``linear``
+    or ``permutation``. ``max_evals`` bounds model calls per explained config for the
+    permutation explainer (default: one antithetic permutation, ``2L + 1``).
+    """
+    import shap
+
+    encoder = model.encoder
+    choices = encoder.check(choices)
+    if method == "auto":
+        method = {"xgb": "tree", "ridge": "linear"}.get(model.kind, "permutation")
+    if method == "tree":
+        values, base = model.shap_values(choices)
+        values = _per_layer(values, encoder.feature_layer, encoder.n_layers)
+    elif method == "linear":
+        background = choices if background is None else background
+        values = _per_layer(model.feature_contributions(choices, background),
+                            encoder.feature_layer, encoder.n_layers)
+        base = np.full(len(choices), float(model.predict(background).mean()))
+    elif method == "permutation":
+        values, base = _permutation(model, choices, background, max_evals, seed)
+    else:
+        raise Qua2Error(f"unknown SHAP method {method!r}; use auto, tree, linear or "
+                        "permutation.")
+    explanation = shap.Explanation(values=values, base_values=base,
+                                   data=_bits(choices, encoder.options),
+                                   feature_names=list(encoder.layers))
+    return LayerExplanation(explanation, choices, list(encoder.options), model.kind, method)
+
+
+def _permutation(model: Any, choices: np.ndarray, background: np.ndarray | None,
+                 max_evals: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    import shap
+
+    if background is None or len(background) == 0:
+        raise Qua2Error("the permutation explainer needs a background set of evaluated "
+                        "configurations (a choice matrix).")
+    n_layers = choices.shape[1]
+    masker = shap.maskers.Independent(np.asarray(background), max_samples=len(background))
+    explainer = shap.PermutationExplainer(
+        lambda rows: model.predict(np.rint(rows).astype(np.int64)), masker, seed=seed)
+    result = explainer(choices, max_evals=max_evals or 2 * n_layers + 1, silent=True)
+    return np.asarray(result.values), np.asarray(result.base_values).reshape(-1)
