@@ -147,8 +147,14 @@ def _anchor(path: str, block: str, modules: dict[str, nn.Module]) -> tuple[str, 
         if module is not None:
             name = type(module).__name__
             for needle, component in _CLASS_COMPONENT:
-                if needle in name and not (component == "transformer" and not block):
-                    return component, prefix, child
+                if needle not in name or (component == "transformer" and not block):
+                    continue
+                if component == "transformer" and child not in ("", "proj_in", "proj_out",
+                                                                "norm"):
+                    # Inside a U-Net's Transformer2DModel, its transformer blocks follow the
+                    # block-level rules (norms, residual adds) like a DiT block does.
+                    return "", prefix, child
+                return component, prefix, child
         if prefix == block:
             return "", prefix, child
         child = attr
@@ -220,7 +226,8 @@ def refine_roles(nodes: Sequence[RawNode], roles: list[str], stage: Sequence[str
         if stage[node.order] == "head" and not blocks[node.order].count("."):
             roles[node.order] = "patch_out"
         elif blocks[node.order].count("."):  # made directly by a block's forward
-            roles[node.order] = _block_op_role(node.op_type, pred_parts)
+            others = {blocks[p] for p in node.preds} - {blocks[node.order]}
+            roles[node.order] = _block_op_role(node.op_type, pred_parts, len(others) >= 2)
         else:
             known = [p for p in pred_parts if p not in ("input", "")]
             roles[node.order] = known[0] if known else ""
@@ -236,8 +243,13 @@ def refine_roles(nodes: Sequence[RawNode], roles: list[str], stage: Sequence[str
     return roles
 
 
-def _block_op_role(op_type: str, pred_parts: list[str]) -> str:
-    if op_type == "cat":
+def _block_op_role(op_type: str, pred_parts: list[str], joins_blocks: bool) -> str:
+    """Role of an op made directly by a block: skip concat, AdaLN modulation or residual.
+
+    A concatenation is a long skip (U-Net, Hunyuan) when it joins tensors of two other
+    blocks; joining two streams of the previous block (Flux single blocks) is not.
+    """
+    if op_type == "cat" and joins_blocks:
         return "skip"
     if op_type == "mul" or (pred_parts and all(p in _CONDITIONING for p in pred_parts)):
         return "adaln"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import networkx as nx
 import numpy as np
+import pytest
 
-from qua2.graph import OP_TYPES, ROLE_COMPONENTS, STAGES
+from qua2.graph import OP_TYPES, ROLE_COMPONENTS, STAGES, trace
 from qua2.models.base import quantizable_layers
+from qua2.models.tiny import full_size_denoiser
 
 
 def test_single_weakly_connected_component(graph):
@@ -74,3 +76,17 @@ def test_every_node_feeds_the_output_and_depth_is_consistent(graph):
     assert (depth[graph.edges[:, 1]] > depth[graph.edges[:, 0]]).all()
     assert graph.nodes["name"].iloc[-1] == "output"
     assert np.array_equal(graph.nodes.index, np.arange(graph.num_nodes))
+
+
+@pytest.mark.parametrize("family", [
+    "pixart", "sdxl", "flux", *(pytest.param(f, marks=pytest.mark.slow)
+                                for f in ("dit", "hunyuan", "sd15", "sd3"))])
+def test_full_size_architectures_on_meta(family):
+    module, example = full_size_denoiser(family)
+    graph = trace(module, *example.args, **example.kwargs)
+    assert sorted(graph.layers()) == sorted(quantizable_layers(module))
+    assert graph.unused_params == ()
+    assert nx.number_weakly_connected_components(graph.to_networkx()) == 1
+    assert graph.nodes["params"].sum() == sum(p.numel() for p in module.parameters())
+    layers = graph.nodes[graph.nodes["quantizable"]]
+    assert not layers["role"].str.contains("other").any()
