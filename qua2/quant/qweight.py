@@ -1,0 +1,154 @@
+"""The result of quantizing one weight: integer codes, fp16 parameters and their bookkeeping.
+
+A :class:`QuantizedWeight` is what the option cache stores and the packed export writes. Its
+:attr:`~QuantizedWeight.nbytes` is the exact storage of the *packed* artefact: ``ceil(n·b/8)``
+bytes of codes plus 2 bytes for every fp16 scale, zero point or codebook entry. Its
+:meth:`~QuantizedWeight.dequantize` is the fake-quantized weight the evaluator swaps in, computed
+from exactly those stored values, so a reloaded export reproduces it bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from qua2.errors import Qua2Error
+from qua2.quant.packing import pack_codes, packed_nbytes, unpack_codes
+from qua2.specs import QuantOption
+
+#: Version of the tensor/metadata layout written by :meth:`QuantizedWeight.to_tensors`.
+QWEIGHT_FORMAT_VERSION = 1
+_DTYPES = {str(d): d for d in (torch.float32, torch.float16, torch.bfloat16, torch.float64)}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float32`` → ``"torch.float32"`` (readable in JSON, parsed by :func:`parse_dtype`)."""
+    return str(dtype)
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    """Inverse of :func:`dtype_name` for the float dtypes a weight may have."""
+    if name not in _DTYPES:
+        raise Qua2Error(f"unsupported weight dtype {name!r} in a stored quantized weight.")
+    return _DTYPES[name]
+
+
+@dataclass(frozen=True)
+class QuantizedWeight:
+    """One weight quantized by one method at one bit-width.
+
+    ``codes`` is ``[rows, cols]`` uint8 (one code per weight, unpacked; rows = output
+    channels), ``params`` the method's fp16 tensors (``scale``, ``zero``, ``codebook`` …).
+    ``error`` is the relative squared error ``‖W − Ŵ‖² / ‖W‖²``; ``mse`` the mean squared
+    error.
+    """
+
+    method: str
+    bits: int
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    codes: Tensor
+    params: Mapping[str, Tensor]
+    error: float
+    mse: float
+    group_size: int | None = None
+    extra: Mapping[str, float] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (
+            f"QuantizedWeight({self.option.key}, shape={self.shape}, nbytes={self.nbytes}, "
+            f"error={self.error:.3g})"
+        )
+
+    @property
+    def option(self) -> QuantOption:
+        return QuantOption(self.method, self.bits, self.group_size)
+
+    @property
+    def numel(self) -> int:
+        return self.codes.numel()
+
+    @property
+    def param_nbytes(self) -> int:
+        """Bytes of the fp16 parameters (scales, zero points, codebooks)."""
+        return 2 * sum(p.numel() for p in self.params.values())
+
+    @property
+    def nbytes(self) -> int:
+        """Exact packed storage: codes at ``bits`` bits plus fp16 parameters."""
+        return packed_nbytes(self.numel, self.bits) + self.param_nbytes
+
+    @property
+    def fp16_nbytes(self) -> int:
+        """Storage of the same weight in fp16 (the reference of average bits)."""
+        return 2 * self.numel
+
+    @property
+    def average_bits(self) -> float:
+        """``16 · nbytes / fp16_nbytes`` (Qua²SeDiMo's definition, overheads included)."""
+        return 16.0 * self.nbytes / self.fp16_nbytes
+
+    def dequantize(
+        self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    ) -> Tensor:
+        """The fake-quantized weight, shaped and typed like the original (or as asked)."""
+        from qua2.quant.methods import get_method  # methods import this module
+
+        spec = get_method(self.method)
+        codes = self.codes if device is None else self.codes.to(device)
+        params = {k: (v if device is None else v.to(device)) for k, v in self.params.items()}
+        rows = spec.dequantize(codes, params, self.bits, self.group_size)
+        return rows.reshape(self.shape).to(dtype or self.dtype)
+
+    # ----------------------------------------------------------------- (de)serialisation
+    def to_tensors(self, prefix: str = "") -> tuple[dict[str, Tensor], dict[str, str]]:
+        """Tensors (packed codes + fp16 params, on the CPU) and string metadata to store."""
+        tensors = {f"{prefix}codes": pack_codes(self.codes, self.bits).cpu()}
+        for name, value in self.params.items():
+            tensors[f"{prefix}{name}"] = value.to(torch.float16).contiguous().cpu()
+        meta = {
+            "format_version": QWEIGHT_FORMAT_VERSION,
+            "method": self.method,
+            "bits": self.bits,
+            "group_size": self.group_size,
+            "shape": list(self.shape),
+            "rows": self.codes.shape[0],
+            "dtype": dtype_name(self.dtype),
+            "params": sorted(self.params),
+            "error": self.error,
+            "mse": self.mse,
+            "extra": dict(self.extra),
+        }
+        return tensors, {f"{prefix}qweight": json.dumps(meta, sort_keys=True)}
+
+    @classmethod
+    def from_tensors(
+        cls, tensors: Mapping[str, Tensor], metadata: Mapping[str, str], prefix: str = ""
+    ) -> QuantizedWeight:
+        """Inverse of :meth:`to_tensors`; raises :class:`Qua2Error` on anything inconsistent."""
+        try:
+            meta = json.loads(metadata[f"{prefix}qweight"])
+            if meta["format_version"] != QWEIGHT_FORMAT_VERSION:
+                raise Qua2Error(
+                    f"stored quantized weight has format version {meta['format_version']}, "
+                    f"this qua2 reads {QWEIGHT_FORMAT_VERSION}; rebuild the cache or export."
+                )
+            shape = tuple(int(s) for s in meta["shape"])
+            rows = int(meta["rows"])
+            numel = 1
+            for s in shape:
+                numel *= s
+            codes = unpack_codes(tensors[f"{prefix}codes"], int(meta["bits"]), numel)
+            params = {name: tensors[f"{prefix}{name}"] for name in meta["params"]}
+            return cls(
+                method=meta["method"], bits=int(meta["bits"]), shape=shape,
+                dtype=parse_dtype(meta["dtype"]), codes=codes.reshape(rows, -1),
+                params=params, error=float(meta["error"]), mse=float(meta["mse"]),
+                group_size=meta["group_size"], extra=meta.get("extra", {}),
+            )
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise Qua2Error(f"stored quantized weight is incomplete or corrupt ({exc}).") from None
