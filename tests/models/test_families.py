@@ -231,3 +231,47 @@ def test_non_square_resolution_sets_the_latent_shape():
     assert adapter.latent_shape == (4, 8, 12)
     image = adapter.generate(adapter.random_embeddings(1), [0], steps=1)
     assert image.shape == (1, 4, 8, 12)
+
+
+def test_dit_accepts_numpy_and_tensor_class_ids():
+    import numpy as np
+
+    adapter = tiny_adapter("dit")
+    ids = adapter.encode_conditions([np.int64(3), torch.tensor(7), 9])["class_labels"]
+    assert ids.tolist() == [3, 7, 9]
+
+
+def _variant(family: str, tiny_family: str, **config):
+    """``family``'s adapter over a tiny denoiser built with ``config`` overrides."""
+    import diffusers
+
+    from qua2.models.families import adapter_class
+    from qua2.models.families.tiny_pipelines import tiny_scheduler
+    from qua2.models.tiny import tiny_config
+
+    base = tiny_adapter(family)
+    torch.manual_seed(0)
+    module = type(base.module)(**{**tiny_config(tiny_family), **config}).eval()
+    assert isinstance(module, getattr(diffusers, type(base.module).__name__))
+    return adapter_class(family).from_components(
+        module, tiny_scheduler(family), resolution=64, negative=base.negative,
+        **({"max_sequence_length": base.max_sequence_length}
+           if base.max_sequence_length else {}))
+
+
+def test_pixart_alpha_micro_conditions_on_resolution_and_aspect_ratio():
+    """PixArt-α 1024 embeds (height, width) and aspect ratio; both must reach the model."""
+    adapter = _variant("pixart-alpha", "pixart", use_additional_conditions=True)
+    added = adapter.example_inputs(2).kwargs["added_cond_kwargs"]
+    assert added["resolution"].tolist() == [[64.0, 64.0]] * 2
+    assert added["aspect_ratio"].tolist() == [[1.0]] * 2
+    images = adapter.generate(adapter.random_embeddings(2), [0, 1], steps=2)
+    assert torch.isfinite(images).all()
+
+
+def test_hunyuan_without_style_and_size_conditions():
+    """Hunyuan-DiT v1.2 drops the style/size embedding; the adapter must not pass them."""
+    adapter = _variant("hunyuan-dit", "hunyuan", use_style_cond_and_image_meta_size=False)
+    assert "image_meta_size" not in adapter.example_inputs(1).kwargs
+    images = adapter.generate(adapter.random_embeddings(2), [0, 1], steps=2)
+    assert torch.isfinite(images).all()

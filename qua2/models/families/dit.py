@@ -8,6 +8,7 @@ variance; guidance applies to the noise half, as in ``DiTPipeline``.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ class DiTAdapter(DiffusersAdapter):
         for condition in conditions:
             if isinstance(condition, str):
                 ids.append(self._label_id(condition))
-            elif isinstance(condition, int) or (
+            elif isinstance(condition, numbers.Integral) or (
                 isinstance(condition, torch.Tensor) and condition.numel() == 1
             ):
                 ids.append(int(condition))

@@ -3,9 +3,10 @@
 A :class:`PromptEmbedding` carries both streams: ``embeds``/``mask`` from the CLIP-like encoder
 (``text_len`` tokens, 77) and ``embeds_2``/``mask_2`` from mT5 (``text_len_t5``, 256). Besides
 the text the transformer takes a float timestep, 2-D rotary position embeddings of the latent
-grid, the image size/crop ``image_meta_size`` and a ``style`` id (0), built here as the pipeline
-does. Its default scheduler is DDPM, which draws noise at every step; qua2 samples with DDIM
-of the same configuration instead (see :mod:`qua2.models.families.common`).
+grid, the image size/crop ``image_meta_size`` (original 1024², target = generated size, no crop)
+and a ``style`` id (0), built here with the pipeline's defaults. Its default scheduler is DDPM,
+which draws noise at every step; qua2 samples with DDIM of the same configuration instead (see
+:mod:`qua2.models.families.common`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from torch import nn
 
 from qua2.models.base import CondBatch, ExampleInputs
 from qua2.models.families.text import TextToImageAdapter
+
+#: The "original image size" micro-condition ``HunyuanDiTPipeline`` passes by default.
+ORIGINAL_SIZE = (1024, 1024)
 
 
 class HunyuanDiTAdapter(TextToImageAdapter):
@@ -75,8 +79,9 @@ class HunyuanDiTAdapter(TextToImageAdapter):
             "image_rotary_emb": (cos.to(self.device), sin.to(self.device)),
         }
         if self.module.config.use_style_cond_and_image_meta_size:
-            size = [self.height, self.width]
-            meta = torch.tensor([size + size + [0, 0]], dtype=latents.dtype, device=self.device)
+            # original size, target size, crop top-left: the pipeline's defaults.
+            meta = [*ORIGINAL_SIZE, self.height, self.width, 0, 0]
+            meta = torch.tensor([meta], dtype=latents.dtype, device=self.device)
             kwargs["image_meta_size"] = meta.repeat(batch, 1)
             kwargs["style"] = torch.zeros(batch, dtype=torch.long, device=self.device)
         return ExampleInputs((latents,), kwargs)

@@ -75,7 +75,7 @@ class SDXLAdapter(SD15Adapter):
         force = True
         if self.pipeline is not None:
             force = bool(self.pipeline.config.get("force_zeros_for_empty_prompt", True))
-        return force and self.negative == ""
+        return force and isinstance(self.negative, str) and self.negative == ""
 
     def null_embedding(self) -> PromptEmbedding:
         if self._null is None and self.zero_negative:

@@ -5,7 +5,8 @@ Each pipeline has the real component classes — the family's denoiser from
 BERT text encoders built from transformers configs and tokenizers built from a few-dozen-word
 vocabulary written on the fly — but only thousands of parameters, so
 ``tiny_pipeline("sdxl").save_pretrained(d)`` followed by ``load_model("sdxl", d)`` exercises the
-exact loading path of a real checkpoint in about a second. Nothing is downloaded.
+exact loading path of a real checkpoint in about a second, and the pipeline's own ``__call__``
+runs too (64-px images). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from qua2.models.families.loading import PIPELINES
 #: Families :func:`tiny_pipeline` can assemble.
 TINY_PIPELINE_FAMILIES = tuple(PIPELINES)
 #: Padded prompt length of the tiny CLIP tokenizers (77 in the real ones).
-CLIP_TOKENS = 8
+CLIP_TOKENS = 16
 _LETTERS = string.ascii_lowercase
 
 
@@ -103,19 +104,23 @@ def bert_text_encoder(hidden: int) -> nn.Module:
 
     config = BertConfig(vocab_size=5 + len(_LETTERS), hidden_size=hidden, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=2 * hidden,
-                        max_position_embeddings=32)
+                        max_position_embeddings=80)
     return BertModel(config).eval()
 
 
 def tiny_vae(latent_channels: int = 4, *, shift_factor: float | None = None) -> nn.Module:
-    """A 2-level ``AutoencoderKL`` (downscale factor 2) with ``latent_channels`` channels."""
+    """A 4-level ``AutoencoderKL`` with ``latent_channels`` channels.
+
+    Four levels give the real downscale factor 8, which some pipelines hard-code (Hunyuan-DiT's
+    rotary grid), so the tiny 8 × 8 latents decode to 64-px images as in the real geometry.
+    """
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=latent_channels,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, sample_size=16,
-        shift_factor=shift_factor,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4,
+        sample_size=64, shift_factor=shift_factor,
     ).eval()
 
 
@@ -176,15 +181,13 @@ def tiny_pipeline(family: str, seed: int = 0) -> Any:
     """A seeded, float32, CPU diffusers pipeline of ``family`` with tiny random components."""
     import diffusers
 
-    from qua2.models.tiny import tiny_denoiser
-
     if family not in PIPELINES:
         raise Qua2Error(
             f"no tiny pipeline for family {family!r}; choose one of "
             f"{', '.join(TINY_PIPELINE_FAMILIES)}."
         )
     spec = PIPELINES[family]
-    denoiser, _ = tiny_denoiser(_TINY_DENOISER.get(family, family), seed=seed)
+    denoiser = _pipeline_denoiser(family, seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # transformers/diffusers initialise from the global generator
         latent_channels = denoiser.config.in_channels // (4 if family == "flux" else 1)
@@ -194,6 +197,24 @@ def tiny_pipeline(family: str, seed: int = 0) -> Any:
             "scheduler": tiny_scheduler(family), **_text_components(family),
         }
     return getattr(diffusers, spec.pipeline)(**_pipeline_extras(family), **components)
+
+
+def _pipeline_denoiser(family: str, seed: int) -> nn.Module:
+    """The tiny denoiser of ``family``, with the prompt lengths its pipeline hard-codes.
+
+    ``HunyuanDiTPipeline`` always encodes 77 CLIP and 256 T5 tokens, so its denoiser must be
+    built for those lengths (``qua2.models.tiny`` uses 5 and 7 for speed).
+    """
+    from qua2.models.tiny import tiny_config, tiny_denoiser
+
+    if family != "hunyuan-dit":
+        return tiny_denoiser(_TINY_DENOISER.get(family, family), seed=seed)[0]
+    from diffusers import HunyuanDiT2DModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        config = {**tiny_config("hunyuan"), "text_len": 77, "text_len_t5": 256}
+        return HunyuanDiT2DModel(**config).eval()
 
 
 def _pipeline_extras(family: str) -> dict[str, Any]:
