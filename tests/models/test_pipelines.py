@@ -172,6 +172,15 @@ def test_loading_with_a_dtype_casts_the_denoiser(saved):
     assert images.dtype == torch.float32 and torch.isfinite(images).all()
 
 
+@pytest.mark.parametrize("family", ["pixart-alpha", "sdxl"])
+def test_casting_only_the_denoiser_keeps_text_encoders_and_vae_usable(saved, family):
+    """Callers that move/cast ``adapter.module`` alone (as a study may) still get images."""
+    adapter = load_model(family, saved(family))
+    adapter.module.to(torch.bfloat16)
+    images = adapter.generate(["a red cat"], [0], steps=1)
+    assert adapter.text_device == torch.device("cpu") and torch.isfinite(images).all()
+
+
 # ------------------------------------------------------------------------------ bad directories
 def _copy(saved, family: str, tmp_path: Path) -> Path:
     target = tmp_path / family

@@ -171,7 +171,9 @@ class DiffusersAdapter(DenoiserAdapter):
         if self.vae is None:
             return latents
         config = self.vae.config
-        z = latents.to(self.vae.dtype) / config.scaling_factor
+        # The VAE may sit elsewhere than the denoiser (e.g. only the module was moved or cast).
+        weight = next(self.vae.parameters())
+        z = latents.to(device=weight.device, dtype=weight.dtype) / config.scaling_factor
         if getattr(config, "shift_factor", None) is not None:
             z = z + config.shift_factor
         return self.vae.decode(z, return_dict=False)[0]

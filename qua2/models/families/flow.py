@@ -66,7 +66,7 @@ class SD3Adapter(FlowMatchingAdapter):
     def _encode_text(self, prompts: list[str]) -> dict[str, torch.Tensor | None]:
         # Without text_encoder_3 (T5) the pipeline pads with zeros, as diffusers does.
         embeds, _, pooled, _ = self.pipeline.encode_prompt(
-            prompts, None, None, device=self.device, do_classifier_free_guidance=False,
+            prompts, None, None, device=self.text_device, do_classifier_free_guidance=False,
             max_sequence_length=self.max_sequence_length,
         )
         return {"embeds": embeds, "pooled": pooled}
@@ -119,7 +119,7 @@ class FluxAdapter(FlowMatchingAdapter):
 
     def _encode_text(self, prompts: list[str]) -> dict[str, torch.Tensor | None]:
         embeds, pooled, _ = self.pipeline.encode_prompt(
-            prompts, None, device=self.device, max_sequence_length=self.max_sequence_length,
+            prompts, None, device=self.text_device, max_sequence_length=self.max_sequence_length,
         )
         return {"embeds": embeds, "pooled": pooled}
 

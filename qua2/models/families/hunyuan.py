@@ -52,8 +52,9 @@ class HunyuanDiTAdapter(TextToImageAdapter):
         streams = {}
         for index, length in ((0, config.text_len), (1, config.text_len_t5)):
             embeds, _, mask, _ = self.pipeline.encode_prompt(
-                prompts, device=self.device, dtype=self.dtype, do_classifier_free_guidance=False,
-                max_sequence_length=int(length), text_encoder_index=index,
+                prompts, device=self.text_device, dtype=self.dtype,
+                do_classifier_free_guidance=False, max_sequence_length=int(length),
+                text_encoder_index=index,
             )
             streams[index] = (embeds, mask)
         return {"embeds": streams[0][0], "mask": streams[0][1],

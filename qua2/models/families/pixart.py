@@ -26,7 +26,7 @@ class PixArtAdapter(TextToImageAdapter):
 
     def _encode_text(self, prompts: list[str]) -> dict[str, torch.Tensor | None]:
         embeds, mask, _, _ = self.pipeline.encode_prompt(
-            prompts, do_classifier_free_guidance=False, device=self.device,
+            prompts, do_classifier_free_guidance=False, device=self.text_device,
             clean_caption=False, max_sequence_length=self.max_sequence_length,
         )
         return {"embeds": embeds, "mask": mask}

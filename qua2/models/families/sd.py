@@ -34,7 +34,7 @@ class SD15Adapter(TextToImageAdapter):
         return int(tokenizer.model_max_length) if tokenizer is not None else 77
 
     def _encode_text(self, prompts: list[str]) -> dict[str, torch.Tensor | None]:
-        embeds, _ = self.pipeline.encode_prompt(prompts, self.device, 1, False)
+        embeds, _ = self.pipeline.encode_prompt(prompts, self.text_device, 1, False)
         return {"embeds": embeds}
 
     def embedding_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -55,7 +55,7 @@ class SDXLAdapter(SD15Adapter):
 
     def _encode_text(self, prompts: list[str]) -> dict[str, torch.Tensor | None]:
         embeds, _, pooled, _ = self.pipeline.encode_prompt(
-            prompts, device=self.device, num_images_per_prompt=1,
+            prompts, device=self.text_device, num_images_per_prompt=1,
             do_classifier_free_guidance=False,
         )
         return {"embeds": embeds, "pooled": pooled}

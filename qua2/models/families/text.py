@@ -66,6 +66,13 @@ class TextToImageAdapter(DiffusersAdapter):
             getattr(self.pipeline, name, None) is not None for name in self.text_encoder_names
         )
 
+    @property
+    def text_device(self) -> torch.device:
+        """Where the text encoders are: prompts are encoded there, then moved to the denoiser
+        (so text encoders may stay on the CPU while the denoiser runs on a GPU)."""
+        encoder = getattr(self.pipeline, self.text_encoder_names[0], None)
+        return next(encoder.parameters()).device if encoder is not None else self.device
+
     @torch.no_grad()
     def encode_prompts(self, prompts: Sequence[str]) -> list[PromptEmbedding]:
         """One :class:`PromptEmbedding` per prompt, through the pipeline's text encoders."""
