@@ -32,6 +32,15 @@ def bytes_digest(data: bytes | memoryview) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def file_digest(path: Path) -> str:
+    """BLAKE2b-128 of a file, read in 4 MiB blocks."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def tensor_digest(tensor: Tensor) -> str:
     """Hash of a tensor's dtype, shape and exact bytes (moved to the CPU if needed)."""
     t = tensor.detach()
