@@ -138,3 +138,19 @@ def test_round_trip_through_dict(traced_of):
     again = OpGraph.from_dict(graph.to_dict())
     assert again.nodes.equals(graph.nodes)
     assert (again.edges == graph.edges).all()
+
+
+def test_features_from_the_real_option_cache(traced_of, tmp_path):
+    cache_module = pytest.importorskip("qua2.quant.cache")
+    module, _, graph = traced_of("dit")
+    space = SearchSpace.grid(["uaq"], [3, 4])
+    cache = cache_module.OptionCache.build(module, space, tmp_path / "cache", progress=False,
+                                           log=lambda *args, **kwargs: None)
+    config = QuantConfig.uniform(graph.layers(), QuantOption("uaq", 3))
+    featurizer = GraphFeaturizer(graph, space)
+    x = featurizer(config, cache).x
+    names = featurizer.feature_names
+    rows = featurizer.layer_rows
+    ratio, error = x[rows, names.index("size_ratio")], x[rows, names.index("error")]
+    assert ((ratio > 3 / 16) & (ratio < 0.5)).all()  # 3 bits plus per-channel overheads
+    assert (error > 0).all()
