@@ -49,29 +49,24 @@ METHODS = ("ndtc", "single_step", "uniform", "real")
 
 
 # ---------------------------------------------------------------------------------- weights
+def weight_cache(adapter: Any, directory: Path) -> Any:
+    """qua2.quant's option cache of UAQ at 4 and 8 bits for every layer (built once, reused)."""
+    from qua2.quant import OptionCache
+    from qua2.specs import SearchSpace
+
+    space = SearchSpace.grid(["uaq"], [4, 8])
+    return OptionCache.build(adapter.module, space, directory, progress=False)
+
+
 @contextmanager
-def weight_quantization(adapter: Any, bits: int) -> Iterator[None]:
-    """All Linear/Conv weights UAQ-quantized at ``bits`` through qua2.quant's public API."""
-    import qua2.quant as quant
+def weight_quantization(adapter: Any, cache: Any, bits: int) -> Iterator[None]:
+    """All Linear/Conv weights UAQ-quantized at ``bits`` (qua2.quant.quantized)."""
+    from qua2.quant import quantized
     from qua2.specs import QuantConfig, QuantOption
 
-    if not hasattr(quant, "quantized"):
-        raise SystemExit("weight quantization (qua2.quant.quantized) is not available yet; "
-                         "this experiment needs it.")
     config = QuantConfig.uniform(adapter.quantizable_layers(), QuantOption("uaq", bits))
-    with quant.quantized(adapter.module, config, _option_cache(adapter, config)):
+    with quantized(adapter.module, config, cache):
         yield
-
-
-def _option_cache(adapter: Any, config: Any) -> Any:
-    """The option cache qua2.quant.quantized reads (built in memory for this run)."""
-    import qua2.quant as quant
-
-    options = sorted({option for _, option in config.items()})
-    for name in ("OptionCache", "MemoryOptionCache"):
-        if hasattr(quant, name):
-            return getattr(quant, name).build(adapter.module, options)
-    return None
 
 
 # ---------------------------------------------------------------------------------- scoring
@@ -112,8 +107,9 @@ def _real_digits() -> tuple[torch.Tensor, list[int]]:
 
 
 def _generate(adapter: Any, labels: list[int], seeds: list[int], noise: torch.Tensor,
-              steps: int, wbits: int | None, acts: Any) -> torch.Tensor:
-    wctx = weight_quantization(adapter, wbits) if wbits else nullcontext()
+              steps: int, weights: tuple[Any, int | None], acts: Any) -> torch.Tensor:
+    cache, wbits = weights
+    wctx = weight_quantization(adapter, cache, wbits) if wbits else nullcontext()
     actx = acts.apply(adapter.module) if acts is not None else nullcontext()
     with actx, wctx:  # activations outside: the BOS snapshot (unused here) would stay FP
         return adapter.generate(labels, seeds, steps=steps, noise=noise)
@@ -130,6 +126,7 @@ def run_model(name: str, args: argparse.Namespace, out: Path) -> list[dict[str, 
     fp = adapter.generate(labels, seeds, steps=args.steps, noise=noise)
     keep = first_last_layers(adapter.module, adapter.example_inputs(2))
     cache = out / "cache" / name
+    wcache = weight_cache(adapter, cache / "weights")
     rows, per_image = [], {}
 
     def score(setting: str, method: str, seed: int, images: torch.Tensor, t0: float) -> None:
@@ -145,18 +142,19 @@ def run_model(name: str, args: argparse.Namespace, out: Path) -> list[dict[str, 
     for setting in args.settings:
         wbits, abits = SETTINGS[setting]
         t0 = time.time()
+        weights = (wcache, wbits)
         if wbits is not None:
             score(setting, "weights-only", 0,
-                  _generate(adapter, labels, seeds, noise, args.steps, wbits, None), t0)
+                  _generate(adapter, labels, seeds, noise, args.steps, weights, None), t0)
         dynamic = PreparedActivations(ActivationSetting(bits=abits, keep_fp=tuple(keep)))
         t0 = time.time()
         score(setting, "dynamic", 0,
-              _generate(adapter, labels, seeds, noise, args.steps, wbits, dynamic), t0)
+              _generate(adapter, labels, seeds, noise, args.steps, weights, dynamic), t0)
         for seed in args.calib_seeds:
             for method in args.methods:
                 t0 = time.time()
                 acts = _calibration(adapter, method, abits, keep, labels, seed, args, cache)
-                images = _generate(adapter, labels, seeds, noise, args.steps, wbits, acts)
+                images = _generate(adapter, labels, seeds, noise, args.steps, weights, acts)
                 score(setting, method, seed, images, t0)
     from safetensors.torch import save_file
 

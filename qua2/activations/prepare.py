@@ -86,16 +86,23 @@ def prepare_activations(adapter: Any, setting: ActivationSetting, *,
 
 @torch.no_grad()
 def first_last_layers(module: nn.Module, example: ExampleInputs) -> list[str]:
-    """The first and last Linear/Conv layers *executed* by one forward call.
+    """The input and output layers of the denoiser, by execution on ``example``.
 
-    PTQ4DM keeps these (the input and output projections) at high precision; pass the result
-    as ``keep_fp``. Execution order, not registration order, because e.g. DiT registers its
-    output head after the blocks but builds its timestep embedding inside them.
+    PTQ4DM keeps these at high precision; pass the result as ``keep_fp``. The *input* layer is
+    the first Linear/Conv that consumes the latent itself (``conv_in``, DiT's patch embedding)
+    — not simply the first one executed, since U-Nets run their timestep MLP before
+    ``conv_in``; the *output* layer is the last one executed.
     """
     from qua2.models.base import QUANTIZABLE_TYPES
 
-    order: list[str] = []
-    handles = [sub.register_forward_pre_hook(lambda _m, _a, n=name: order.append(n))
+    latent = example.args[0] if example.args else example.kwargs.get(
+        "sample", example.kwargs.get("hidden_states"))
+    order: list[tuple[str, bool]] = []
+
+    def record(name: str) -> Any:
+        return lambda _m, args: order.append((name, bool(args) and args[0] is latent))
+
+    handles = [sub.register_forward_pre_hook(record(name))
                for name, sub in module.named_modules() if isinstance(sub, QUANTIZABLE_TYPES)]
     try:
         module(*example.args, **example.kwargs)
@@ -104,4 +111,5 @@ def first_last_layers(module: nn.Module, example: ExampleInputs) -> list[str]:
             handle.remove()
     if not order:
         raise Qua2Error("the module ran no Linear/Conv layer on the example inputs.")
-    return list(dict.fromkeys([order[0], order[-1]]))
+    first = next((name for name, on_latent in order if on_latent), order[0][0])
+    return list(dict.fromkeys([first, order[-1][0]]))

@@ -48,3 +48,10 @@ def test_static_needs_conditions(dit_adapter):
 
 def test_first_last_layers_follow_execution_order(tiny_dit, dit_inputs):
     assert first_last_layers(tiny_dit, dit_inputs()) == ["pos_embed.proj", "proj_out_2"]
+
+
+def test_first_layer_of_a_unet_is_conv_in():
+    from qua2.models.tiny import tiny_denoiser
+
+    module, inputs = tiny_denoiser("unet2d")
+    assert first_last_layers(module, inputs) == ["conv_in", "conv_out"]
