@@ -11,10 +11,10 @@ with layer names as feature names and, as ``data``, each layer's bit-width in th
   error). Summing is exact for the per-feature values' additivity; it is the usual way to
   report a group of features.
 * Ridge: exact linear SHAP, summed per layer.
-* Any other surrogate (the GNN): model-agnostic permutation SHAP (shap's
-  ``PermutationExplainer``, antithetic permutations) directly over the per-layer *choice*
-  features, with an interventional background of evaluated configs: a masked layer takes its
-  choice from each background config in turn.
+* Any other surrogate (the GNN): model-agnostic permutation SHAP
+  (:mod:`qua2.explain.permutation`, antithetic permutations) directly over the per-layer
+  *choice* features, with an interventional background of evaluated configs: a layer not yet
+  switched takes its choice from each background config in turn.
 
 Positive values mean the layer's choice raised the predicted target above the base value.
 """
@@ -80,8 +80,8 @@ def explain(model: Any, choices: np.ndarray, background: np.ndarray | None = Non
 
     ``background`` (a choice matrix of evaluated configs) is required by the permutation
     explainer; ``method`` is ``auto`` (exact when the model allows it), ``tree``, ``linear``
-    or ``permutation``. ``max_evals`` bounds model calls per explained config for the
-    permutation explainer (default: one antithetic permutation, ``2L + 1``).
+    or ``permutation``. ``max_evals`` sets how many permutation paths (of ``L + 1`` steps)
+    the permutation explainer walks per explained config (default: one antithetic pair).
     """
     import shap
 
@@ -110,14 +110,11 @@ def explain(model: Any, choices: np.ndarray, background: np.ndarray | None = Non
 
 def _permutation(model: Any, choices: np.ndarray, background: np.ndarray | None,
                  max_evals: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    import shap
+    from qua2.explain.permutation import permutation_shap
 
     if background is None or len(background) == 0:
         raise Qua2Error("the permutation explainer needs a background set of evaluated "
                         "configurations (a choice matrix).")
-    n_layers = choices.shape[1]
-    masker = shap.maskers.Independent(np.asarray(background), max_samples=len(background))
-    explainer = shap.PermutationExplainer(
-        lambda rows: model.predict(np.rint(rows).astype(np.int64)), masker, seed=seed)
-    result = explainer(choices, max_evals=max_evals or 2 * n_layers + 1, silent=True)
-    return np.asarray(result.values), np.asarray(result.base_values).reshape(-1)
+    pairs = max(1, (max_evals or 0) // (2 * (choices.shape[1] + 1)))
+    return permutation_shap(model.predict, choices, np.asarray(background),
+                            permutations=pairs, seed=seed)

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
+from threadpoolctl import threadpool_limits
 
 from qua2.errors import Qua2Error
 from qua2.specs import QuantConfig
@@ -64,13 +65,18 @@ class Surrogate(RegressorMixin, BaseEstimator):
         self.y_mean_ = float(y.mean())
         self.y_scale_ = float(y.std()) or 1.0
         self.n_features_in_ = x.shape[1]
-        self._fit_scaled(x, (y - self.y_mean_) / self.y_scale_)
+        # One BLAS thread: the matrices are small, and a multi-threaded BLAS on a busy,
+        # shared CPU was 3× slower (and much slower on its first call) than one thread.
+        with threadpool_limits(limits=1):
+            self._fit_scaled(x, (y - self.y_mean_) / self.y_scale_)
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if not hasattr(self, "y_mean_"):
             raise Qua2Error(f"this {type(self).__name__} is not fitted yet; call fit first.")
-        return self._predict_scaled(self._check_x(x)) * self.y_scale_ + self.y_mean_
+        with threadpool_limits(limits=1):
+            scaled = self._predict_scaled(self._check_x(x))
+        return scaled * self.y_scale_ + self.y_mean_
 
     def predict_configs(self, configs: Iterable[QuantConfig]) -> np.ndarray:
         """Predictions for configurations (QuantConfig or their dict form)."""

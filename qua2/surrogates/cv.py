@@ -78,6 +78,7 @@ def cross_validate(estimator: Surrogate, data: StudyData, target: Target, *, k: 
     extra = np.flatnonzero(data.mask(tuple(train_extra), target)) if train_extra else \
         np.zeros(0, dtype=np.int64)
     splits = fold_indices(len(cv_rows), k, seed)
+    full = round(float(np.mean([len(train) for train, _ in splits])))  # folds differ by ≤ 1
     folds, parts, hops, curve = [], [], [], []
     started = time.perf_counter()
     for fold, (train_pos, test_pos) in enumerate(splits):
@@ -94,7 +95,7 @@ def cross_validate(estimator: Surrogate, data: StudyData, target: Target, *, k: 
         if curve_sizes:  # the fold's own fit is the curve's last point
             curve += _curve_points(estimator, data, y_all, cv_rows[train_pos], extra, test,
                                    curve_sizes, target, seed + fold, fold)
-            curve.append({"fold": fold, "n_train": len(train_pos), **folds[-1]})
+            curve.append({"fold": fold, "n_train": full, **folds[-1]})
         if progress is not None:
             progress(fold + 1, len(splits))
     return CVResult(name or estimator.kind, target, folds, pd.concat(parts, ignore_index=True),
