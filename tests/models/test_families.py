@@ -275,3 +275,33 @@ def test_hunyuan_without_style_and_size_conditions():
     assert "image_meta_size" not in adapter.example_inputs(1).kwargs
     images = adapter.generate(adapter.random_embeddings(2), [0, 1], steps=2)
     assert torch.isfinite(images).all()
+
+
+#: Published geometry: (family in qua2.models.tiny, latent shape, denoiser output shape).
+FULL_SIZE = {
+    "pixart-alpha": ("pixart", (4, 128, 128), (2, 8, 128, 128)),
+    "dit": ("dit", (4, 32, 32), (2, 8, 32, 32)),
+    "hunyuan-dit": ("hunyuan", (4, 128, 128), (2, 8, 128, 128)),
+    "sd15": ("sd15", (4, 64, 64), (2, 4, 64, 64)),
+    "sdxl": ("sdxl", (4, 128, 128), (2, 4, 128, 128)),
+    "sd3": ("sd3", (16, 128, 128), (2, 16, 128, 128)),
+    "flux": ("flux", (16, 128, 128), (2, 4096, 64)),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(FULL_SIZE))
+def test_full_size_architecture_on_meta_gets_published_geometry(family):
+    """Default resolution and example inputs of the real models, traced on ``meta``."""
+    from qua2.models.families import adapter_class
+    from qua2.models.families.tiny_pipelines import tiny_scheduler
+    from qua2.models.tiny import full_size_denoiser
+
+    tiny_family, latent_shape, out_shape = FULL_SIZE[family]
+    module, _ = full_size_denoiser(tiny_family)
+    adapter = adapter_class(family).from_components(module, tiny_scheduler(family))
+    assert adapter.latent_shape == latent_shape
+    inputs = adapter.example_inputs(2)
+    with torch.no_grad():
+        out = module(*inputs.args, **inputs.kwargs, return_dict=False)[0]
+    assert tuple(out.shape) == out_shape and out.device.type == "meta"

@@ -187,6 +187,17 @@ class DiffusersAdapter(DenoiserAdapter):
         t = scheduler.timesteps[len(scheduler.timesteps) // 2]
         return self.forward_inputs(latents, t, self.example_conditions(batch_size))
 
+    @property
+    def scheduler_device(self) -> torch.device:
+        """Where scheduler tensors live: the module's device, or the CPU for a ``meta`` module
+        (full-size architectures traced without weights; some schedulers copy to the CPU)."""
+        device = self.device
+        return torch.device("cpu") if device.type == "meta" else device
+
+    def set_timesteps(self, scheduler: Any, steps: int) -> None:
+        """Prepare ``scheduler`` (a per-call copy) for ``steps`` sampling steps."""
+        scheduler.set_timesteps(steps, device=self.scheduler_device)
+
     def timesteps_for(self, t: torch.Tensor, batch: int) -> torch.Tensor:
         """Scheduler timestep ``t`` as one value per sample, on the module's device."""
         t = torch.as_tensor(t, device=self.device)

@@ -47,7 +47,7 @@ class FlowMatchingAdapter(TextToImageAdapter):
             kwargs["sigmas"] = np.linspace(1.0, 1 / steps, steps)
         if config.get("use_dynamic_shifting", False):
             kwargs["mu"] = _shift_mu(self.image_tokens, config)
-        scheduler.set_timesteps(steps, device=self.device, **kwargs)
+        scheduler.set_timesteps(steps, device=self.scheduler_device, **kwargs)
 
 
 class SD3Adapter(FlowMatchingAdapter):
