@@ -16,6 +16,7 @@ over the quantized layers; the whole-denoiser figure counts every other paramete
 from __future__ import annotations
 
 import contextlib
+import difflib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +65,15 @@ def validate_config(config: ConfigLike, cache: OptionCache) -> QuantConfig:
     Raises :class:`Qua2Error` with one sentence naming the first offending layer or option.
     """
     config = as_config(config)
+    known = set(cache.layers)
     for layer, option in config.items():
+        if layer not in known:
+            close = difflib.get_close_matches(layer, sorted(known), n=3)
+            hint = f"; did you mean {', '.join(map(repr, close))}" if close else ""
+            raise Qua2Error(
+                f"config names layer {layer!r}, which is not one of the {len(known)} quantizable "
+                f"layers of the option cache{hint}."
+            )
         if option.method not in METHODS:
             raise Qua2Error(
                 f"layer {layer!r} uses unknown quantization method {option.method!r}; choose "
@@ -74,7 +83,7 @@ def validate_config(config: ConfigLike, cache: OptionCache) -> QuantConfig:
             raise Qua2Error(
                 f"layer {layer!r} asks for {option.bits} bits; use {MIN_BITS} to {MAX_BITS}."
             )
-    config.validate(cache.layers, cache.space)
+    config.validate(known, cache.space)
     return config
 
 

@@ -77,7 +77,8 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: Path, payload: Any) -> None:
-    atomic_write(path, (json.dumps(payload, indent=1, sort_keys=True) + "\n").encode())
+    """JSON with keys in insertion order (layer order is meaningful), atomically."""
+    atomic_write(path, (json.dumps(payload, indent=1) + "\n").encode())
 
 
 def safetensors_bytes(tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> bytes:
