@@ -76,6 +76,5 @@ class Evaluator:
                 result.images = images
         except Exception as error:  # recorded as a failed config; the study goes on
             result.error = f"{type(error).__name__}: {error}"
-            result.timings["traceback"] = 0.0
             traceback.print_exc()
         return result

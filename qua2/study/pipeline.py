@@ -77,9 +77,11 @@ def stage_graph(study: Study, options: RunOptions) -> None:
 
 def stage_cache(study: Study, options: RunOptions) -> None:
     """Quantize every (layer, option) once into the study's option cache."""
-    from qua2.study.option_cache import open_option_cache
+    from qua2.study.option_cache import build_option_cache
 
-    open_option_cache(study)
+    cache = build_option_cache(study)
+    say(f"option cache: {len(cache.layers)} layers × {len(cache.space)} options → "
+        f"{cache.directory}")
 
 
 def stage_anchors(study: Study, options: RunOptions) -> None:

@@ -61,8 +61,9 @@ def _real_suite(study: Study) -> MetricSuite:
         from qua2.metrics.clip import ClipScorer
 
         clip = ClipScorer.from_config(section.clip_model, device=study.device)
-    return MetricSuite({"fid": FrechetScorer(inception, real, str(section.reference_images))},
-                       clip=clip)
+    # data_key None: the statistics are keyed by a hash of the loaded images, so changing the
+    # folder's contents can never reuse stale statistics.
+    return MetricSuite({"fid": FrechetScorer(inception, real, None)}, clip=clip)
 
 
 def load_image_folder(folder: Path) -> torch.Tensor:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from tqdm.auto import tqdm
 
+from qua2.specs import QuantConfig
 from qua2.study.store import Store
 from qua2.study.study import Study
 
@@ -37,8 +38,6 @@ def evaluate_loop(study: Study, kinds: Sequence[str] | None = None,
     done = 0
     while (row := store.claim(kinds)) is not None:
         evaluator = evaluator or Evaluator(study, open_option_cache(study))
-        from qua2.specs import QuantConfig
-
         result = evaluator.evaluate(QuantConfig.from_dict(row.config))
         if result.error:
             store.fail(row.id, result.error, result.timings)

@@ -1,0 +1,35 @@
+"""The study's option cache: every (layer, option) of the study's search space, in ``cache/``.
+
+The ``cache`` stage builds it (reusing, verifying and recomputing only what changed); every
+later stage and every worker process only opens it. One open cache is kept per study object,
+so dequantized weights memoised in memory are shared by all configs a process evaluates.
+"""
+
+from __future__ import annotations
+
+from qua2.quant import OptionCache
+from qua2.quant.cache_index import INDEX_NAME
+from qua2.study.study import Study
+
+CACHE_DIR = "cache"
+
+
+def build_option_cache(study: Study) -> OptionCache:
+    """Build or update the cache (verifying existing shards) and keep it open."""
+    cache = OptionCache.build(study.adapter.module, study.config.search_space.build(),
+                              study.directory / CACHE_DIR,
+                              layers=study.adapter.quantizable_layers())
+    study.__dict__["option_cache"] = cache
+    return cache
+
+
+def open_option_cache(study: Study) -> OptionCache:
+    """The study's cache: opened if built already, built otherwise; once per study object."""
+    if "option_cache" in study.__dict__:
+        return study.__dict__["option_cache"]
+    directory = study.directory / CACHE_DIR
+    if not (directory / INDEX_NAME).exists():
+        return build_option_cache(study)
+    cache = OptionCache(directory)
+    study.__dict__["option_cache"] = cache
+    return cache
