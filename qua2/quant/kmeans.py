@@ -187,22 +187,33 @@ def split_cuts(rows: SortedRows, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _best_move(rows: SortedRows, cuts: Tensor) -> tuple[Tensor, Tensor]:
-    """Best "merge pair (p, p+1), split cluster s ∉ {p, p+1}" per row: (new cuts, SSE gain)."""
+    """Best "merge pair (p, p+1), split cluster s ∉ {p, p+1}" per row: (new cuts, SSE gain).
+
+    Only the two best splits are paired with their best compatible merge: O(rows · k) rather
+    than all k² pairs, and the same answer unless the two best splits both touch every
+    cheap merge.
+    """
     k = cuts.shape[1] - 1
     a, b = cuts[:, :-1], cuts[:, 1:]
     cut, gain = split_cuts(rows, a, b)
     sse = rows.sse(a, b)
-    merge_cost = rows.sse(cuts[:, :-2], cuts[:, 2:]) - sse[:, :-1] - sse[:, 1:]
-    total = gain[:, None, :] - merge_cost[:, :, None]  # [rows, pair p, split s]
-    p_idx = torch.arange(k - 1, device=cuts.device)[:, None]
-    s_idx = torch.arange(k, device=cuts.device)[None, :]
-    total = total.masked_fill((s_idx == p_idx) | (s_idx == p_idx + 1), float("-inf"))
-    best, flat = total.reshape(total.shape[0], -1).max(dim=1)
-    pair, split = flat // k, flat % k
-    keep = torch.ones_like(cuts, dtype=torch.bool).scatter_(1, (pair + 1)[:, None], False)
+    merge_cost = rows.sse(cuts[:, :-2], cuts[:, 2:]) - sse[:, :-1] - sse[:, 1:]  # [rows, k-1]
+    pairs = torch.arange(k - 1, device=cuts.device)
+    best_gain = torch.full_like(gain[:, 0], float("-inf"))
+    best_pair = torch.zeros_like(cuts[:, 0])
+    best_split = torch.zeros_like(cuts[:, 0])
+    for split in gain.topk(min(2, k), dim=1).indices.unbind(dim=1):
+        touches = (pairs == split[:, None]) | (pairs + 1 == split[:, None])
+        cost, pair = merge_cost.masked_fill(touches, float("inf")).min(dim=1)
+        total = gain.gather(1, split[:, None]).squeeze(1) - cost
+        better = total > best_gain
+        best_gain = torch.where(better, total, best_gain)
+        best_pair = torch.where(better, pair, best_pair)
+        best_split = torch.where(better, split, best_split)
+    keep = torch.ones_like(cuts, dtype=torch.bool).scatter_(1, (best_pair + 1)[:, None], False)
     merged = cuts[keep].view(cuts.shape[0], -1)
-    moved = torch.cat([merged, cut.gather(1, split[:, None])], dim=1)
-    return torch.sort(moved, dim=1).values, best
+    moved = torch.cat([merged, cut.gather(1, best_split[:, None])], dim=1)
+    return torch.sort(moved, dim=1).values, best_gain
 
 
 def split_merge(rows: SortedRows, cuts: Tensor, rounds: int = SPLIT_MERGE_ROUNDS) -> Tensor:
@@ -243,6 +254,10 @@ def assign_codes(x: Tensor, centroids: Tensor) -> Tensor:
 
 def kmeans_1d_centroids(sorted_rows: Tensor, k: int) -> Tensor:
     """Sorted centroids ``[rows, k]`` (float64) for rows that are already sorted ascending."""
+    if sorted_rows.shape[1] <= k:
+        # No more values than centroids: every value is its own centroid (SSE 0).
+        extra = sorted_rows[:, -1:].expand(-1, k - sorted_rows.shape[1])
+        return torch.cat([sorted_rows, extra], dim=1).double()
     rows = SortedRows.of(sorted_rows)
     cuts = lloyd_cuts(rows, rows.cuts_of(density_init(rows, k)))
     return rows.means(split_merge(rows, cuts))

@@ -49,11 +49,26 @@ def messages() -> list[str]:
     return []
 
 
-@pytest.fixture
-def built(model, space, tmp_path, messages):
-    """(model, cache) with every layer × option of the Sedimo space computed."""
+@pytest.fixture(scope="session")
+def template_cache(tmp_path_factory):
+    """A cache of ``small_model()`` over the Sedimo space, built once per session."""
     from qua2.quant import OptionCache
 
+    directory = tmp_path_factory.mktemp("template") / "cache"
+    OptionCache.build(small_model(), SEDIMO_SPACE, directory, progress=False, log=lambda m: None)
+    return directory
+
+
+@pytest.fixture
+def built(model, space, tmp_path, messages, template_cache):
+    """(model, cache): a private copy of the template cache, re-opened through ``build`` (which
+    verifies and reuses every shard), so a test may damage or extend it freely."""
+    import shutil
+
+    from qua2.quant import OptionCache
+
+    shutil.copytree(template_cache, tmp_path / "cache")
     cache = OptionCache.build(model, space, tmp_path / "cache", progress=False,
                               log=messages.append)
+    assert cache.last_build.computed == 0
     return model, cache

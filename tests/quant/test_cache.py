@@ -19,12 +19,13 @@ def _build(model, space, directory, messages):
     return OptionCache.build(model, space, directory, progress=False, log=messages.append)
 
 
-def test_build_computes_every_layer_and_option_once(built, space):
-    model, cache = built
+def test_build_computes_every_layer_and_option_once(model, space, tmp_path, messages):
+    cache = _build(model, space, tmp_path / "fresh", messages)
     layers = quantizable_layers(model)
     assert cache.layers == tuple(layers)
     assert cache.last_build.computed == len(layers) * len(space)
     assert cache.last_build.reused == 0
+    assert any(f"computing {len(layers) * len(space)} of" in m for m in messages)
     shards = list((cache.directory / "shards").glob("*.safetensors"))
     assert len(shards) == len(layers) * len(space)
     assert cache.total_params == sum(p.numel() for p in model.parameters())

@@ -1,0 +1,155 @@
+"""Packed export: bit-packed safetensors + versioned JSON, reload into a fresh model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from torch import nn
+
+from qua2.errors import Qua2Error
+from qua2.quant import OptionCache, export_packed, load_packed, quantized, read_manifest
+from qua2.quant.export import CONFIG_NAME, WEIGHTS_NAME
+from qua2.specs import QuantConfig, QuantOption, SearchSpace
+
+#: Every method and every bit-width 2-8 at least once.
+SPACE = SearchSpace(tuple(QuantOption.parse(k) for k in (
+    "uaq-w2", "kmeans_c-w3", "kmeans_a-w4", "group-w5-g16", "rtn-w6", "uaq-w7", "kmeans_c-w8")))
+
+
+def _tiny_dit(seed: int = 0, device: str = "cpu") -> nn.Module:
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = diffusers.DiTTransformer2DModel(
+            sample_size=8, num_layers=2, patch_size=2, attention_head_dim=8,
+            num_attention_heads=3, in_channels=4, out_channels=8,
+            activation_fn="gelu-approximate", num_embeds_ada_norm=1000,
+            norm_type="ada_norm_zero", norm_elementwise_affine=False)
+    return model.eval()
+
+
+def _run(model: nn.Module) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 8, 8, generator=g)
+    with torch.no_grad():
+        return model(x, timestep=torch.tensor([10, 500]), class_labels=torch.tensor([1, 7])).sample
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny DiT, its cache, a random mixed config over every bit-width, and its export."""
+    root = tmp_path_factory.mktemp("export")
+    model = _tiny_dit()
+    cache = OptionCache.build(model, SPACE, root / "cache", progress=False, log=lambda m: None)
+    options = SPACE.options
+    config = QuantConfig({layer: options[i % len(options)] for i, layer in enumerate(cache.layers)})
+    with quantized(model, config, cache):
+        fake = _run(model)
+    summary = export_packed(model, config, cache, root / "out", model_id="tiny-dit")
+    return model, cache, config, fake, summary
+
+
+def test_reload_matches_fake_quantization(exported):
+    _, _, _, fake, summary = exported
+    fresh = _tiny_dit(seed=1)  # different random weights everywhere
+    load_packed(fresh, summary.config_path.parent)
+    out = _run(fresh)
+    assert ((out - fake).norm() / fake.norm()).item() <= 1e-6
+
+
+def test_reload_into_a_meta_model(exported):
+    _, _, _, fake, summary = exported
+    skeleton = _tiny_dit(device="meta")
+    load_packed(skeleton, summary.config_path.parent)
+    assert not any(t.is_meta for t in skeleton.state_dict().values())
+    assert ((_run(skeleton) - fake).norm() / fake.norm()).item() <= 1e-6
+
+
+def test_manifest_is_versioned_and_complete(exported):
+    _model, cache, config, _, summary = exported
+    manifest = json.loads(summary.config_path.read_text())
+    assert manifest["format"] == "qua2-packed" and manifest["format_version"] == 1
+    assert manifest["qua2_version"]
+    assert manifest["model"]["id"] == "tiny-dit" and len(manifest["model"]["hash"]) == 32
+    assert SearchSpace.from_dict(manifest["search_space"]) == SPACE
+    assert QuantConfig.from_dict(manifest["config"]) == config
+    assert set(manifest["layers"]) == set(cache.layers)
+    assert manifest["average_bits"]["quantized_layers"] == pytest.approx(summary.layers_bits)
+    assert "transformer_blocks.0.norm1.emb.class_embedder.embedding_table.weight" in \
+        manifest["unquantized"]
+
+
+def test_codes_are_bit_packed_and_parameters_fp16(exported):
+    _, cache, config, _, summary = exported
+    with safe_open(str(summary.weights_path), framework="pt") as handle:
+        for layer, option in config.items():
+            codes = handle.get_tensor(f"{layer}.weight::codes")
+            assert codes.dtype == torch.uint8
+            assert codes.numel() == (cache.numel(layer) * option.bits + 7) // 8
+            for key in handle.keys():  # noqa: SIM118
+                if key.startswith(f"{layer}.weight::") and not key.endswith("codes"):
+                    assert handle.get_tensor(key).dtype == torch.float16
+    # Payload = packed quantized bytes + unquantized tensors at their own size, exactly.
+    stats = sum(cache.option_stats(la, o).nbytes for la, o in config.items())
+    model_tensors = dict(exported[0].state_dict())
+    rest = sum(t.numel() * t.element_size() for n, t in model_tensors.items()
+               if n.removesuffix(".weight") not in config.choices or not n.endswith(".weight"))
+    rest += sum(b.numel() * b.element_size() for n, b in exported[0].named_buffers()
+                if n not in model_tensors)
+    assert summary.payload_bytes == stats + rest
+
+
+def test_size_bound_on_an_fp16_model(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 512), nn.GELU(), nn.Linear(512, 384),
+                          nn.LayerNorm(384), nn.Linear(384, 256)).half()
+    space = SearchSpace.grid(["uaq", "kmeans_c", "kmeans_a"], [3, 4])
+    cache = OptionCache.build(model, space, tmp_path / "c", progress=False, log=lambda m: None)
+    config = QuantConfig({"0": space.options[0], "2": space.options[3], "4": space.options[4]})
+    summary = export_packed(model, config, cache, tmp_path / "out", model_id="mlp")
+    fp16_file = sum(t.numel() * 2 for t in model.state_dict().values())
+    assert summary.fp16_bytes == fp16_file
+    assert summary.file_bytes <= summary.model_bits / 16 * fp16_file * 1.02
+    assert summary.file_bytes <= summary.size_bound
+    fresh = nn.Sequential(nn.Linear(256, 512), nn.GELU(), nn.Linear(512, 384),
+                          nn.LayerNorm(384), nn.Linear(384, 256)).half()
+    load_packed(fresh, tmp_path / "out")
+    x = torch.randn(4, 256).half()
+    with quantized(model, config, cache):
+        assert torch.equal(fresh(x), model(x))
+
+
+def test_unquantized_dtype_casts_the_rest(exported, tmp_path):
+    model, cache, config, _, full = exported
+    small = export_packed(model, config, cache, tmp_path, model_id="tiny-dit",
+                          unquantized_dtype=torch.float16)
+    assert small.file_bytes < full.file_bytes
+
+
+def test_load_rejects_wrong_models_and_damaged_files(exported, tmp_path):
+    _, _, _, _, summary = exported
+    with pytest.raises(Qua2Error, match="does not fit this model"):
+        load_packed(nn.Linear(3, 3), summary.config_path.parent)
+    out = tmp_path / "copy"
+    out.mkdir()
+    manifest = json.loads(summary.config_path.read_text())
+    (out / WEIGHTS_NAME).write_bytes(summary.weights_path.read_bytes()[:-1] + b"\0")
+    (out / CONFIG_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(Qua2Error, match="does not match its manifest"):
+        load_packed(_tiny_dit(), out)
+    manifest["format_version"] = 2
+    (out / CONFIG_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(Qua2Error, match="format version 2"):
+        read_manifest(out)
+    with pytest.raises(Qua2Error, match="cannot read the packed export"):
+        read_manifest(tmp_path / "nowhere")
+
+
+def test_export_refuses_weights_the_cache_was_not_built_from(exported, tmp_path):
+    _model, cache, config, _, _ = exported
+    other = _tiny_dit(seed=5)
+    with pytest.raises(Qua2Error, match="differs from the weights the option cache"):
+        export_packed(other, config, cache, tmp_path, model_id="x")
