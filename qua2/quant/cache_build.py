@@ -29,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from qua2.errors import Qua2Error
+from qua2.quant.batch import quantize_layers
 from qua2.quant.cache_index import (
     INDEX_NAME,
     SHARD_DIR,
@@ -38,7 +39,7 @@ from qua2.quant.cache_index import (
     shard_metadata,
     try_read_index,
 )
-from qua2.quant.methods import get_method, quantize_options
+from qua2.quant.methods import get_method
 from qua2.quant.qweight import QuantizedWeight, dtype_name
 from qua2.quant.store import (
     atomic_write,
@@ -54,6 +55,8 @@ from qua2.specs import QuantOption, SearchSpace
 Log = Callable[[str], None]
 #: Rewrite the index at most this often while building (it is also written at the end).
 INDEX_FLUSH_SECONDS = 2.0
+#: Layers are quantized in batches of up to this many weights (rows of equal length batched).
+BATCH_WEIGHTS = 1 << 22
 
 
 def stderr_log(message: str) -> None:
@@ -229,6 +232,22 @@ def build_cache(module: nn.Module, space: SearchSpace, directory: Path,
     return report
 
 
+def _batches(todo: list[tuple[str, list[QuantOption]]], module: nn.Module, limit: int
+             ) -> list[tuple[list[str], list[QuantOption]]]:
+    """Consecutive layers needing the same options, up to ``limit`` weights per batch."""
+    batches: list[tuple[list[str], list[QuantOption]]] = []
+    size = 0
+    for name, options in todo:
+        numel = layer_weight(module, name).numel()
+        if batches and batches[-1][1] == options and size + numel <= limit:
+            batches[-1][0].append(name)
+            size += numel
+        else:
+            batches.append(([name], options))
+            size = numel
+    return batches
+
+
 def _compute(module: nn.Module, directory: Path, index: dict[str, Any],
              todo: list[tuple[str, list[QuantOption]]], device: torch.device | str | None,
              progress: bool, report: BuildReport) -> None:
@@ -236,17 +255,18 @@ def _compute(module: nn.Module, directory: Path, index: dict[str, Any],
     last_flush = time.monotonic()
     with tqdm(total=total, desc="quantizing layers", unit="option",
               disable=not progress or total == 0) as bar:
-        for name, options in todo:
-            weight = layer_weight(module, name)
+        for names, options in _batches(todo, module, BATCH_WEIGHTS):
+            weights = {name: layer_weight(module, name) for name in names}
             if device is not None:
-                weight = weight.to(device)
-            entry = index["layers"][name]
-            for option, qweight in quantize_options(weight, options).items():
-                entry["options"][option.key] = write_shard(
-                    directory, name, entry["weight_hash"], qweight
-                )
-                report.computed += 1
-                bar.update(1)
+                weights = {name: w.to(device) for name, w in weights.items()}
+            for name, results in quantize_layers(weights, options).items():
+                entry = index["layers"][name]
+                for option, qweight in results.items():
+                    entry["options"][option.key] = write_shard(
+                        directory, name, entry["weight_hash"], qweight
+                    )
+                    report.computed += 1
+                    bar.update(1)
             if time.monotonic() - last_flush > INDEX_FLUSH_SECONDS:
                 atomic_write_json(directory / INDEX_NAME, index)
                 last_flush = time.monotonic()

@@ -63,6 +63,9 @@ class MethodSpec:
     defaults: Mapping[str, Any]
     summary: str
     required: tuple[str, ...] = ()
+    #: Rows (output channels) are quantized independently, and every parameter tensor has
+    #: one leading entry per row: rows of several layers can then be quantized in one batch.
+    rowwise: bool = True
 
     def resolve(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """Options merged over the defaults; unknown or missing ones raise :class:`Qua2Error`."""
@@ -201,7 +204,7 @@ for _spec in (
     MethodSpec("kmeans_c", _kmeans_c_quantize, _kmeans_c_dequantize, {},
                "1-D k-means per output channel"),
     MethodSpec("kmeans_a", _kmeans_a_quantize, _kmeans_a_dequantize, {},
-               "1-D k-means over the whole layer"),
+               "1-D k-means over the whole layer", rowwise=False),
     MethodSpec("group", _group_quantize, _group_dequantize, {}, "uniform asymmetric per group "
                "of input channels", required=("group_size",)),
     MethodSpec("rtn", _rtn_quantize, _rtn_dequantize, {}, "symmetric per-channel round-to-"
@@ -216,20 +219,33 @@ def _check_bits(bits: Any) -> None:
         raise Qua2Error(f"bits must be an integer from {MIN_BITS} to {MAX_BITS}, got {bits!r}.")
 
 
-def _quantize(weight: Tensor, rows: Tensor, method: str, bits: int, shared: dict,
-              options: Mapping[str, Any]) -> QuantizedWeight:
-    spec = get_method(method)
-    _check_bits(bits)
-    opts = spec.resolve(options)
-    codes, params = spec.quantize(rows, bits, shared, **opts)
-    group_size = opts.get("group_size")
-    deq = spec.dequantize(codes, params, bits, group_size)
+def resolve_option(option: QuantOption | str, **options: Any) -> tuple[MethodSpec, dict]:
+    """The method of ``option`` and its checked keyword options."""
+    spec = get_method(option.method)
+    _check_bits(option.bits)
+    extra = {"group_size": option.group_size} if option.group_size is not None else {}
+    return spec, spec.resolve({**extra, **options})
+
+
+def finish(weight: Tensor, rows: Tensor, method: str, bits: int, codes: Tensor,
+           params: Params, group_size: int | None) -> QuantizedWeight:
+    """Wrap codes and parameters of ``weight`` (as ``rows``) with their exact error."""
+    deq = get_method(method).dequantize(codes, params, bits, group_size)
     mse, relative = squared_error(rows, deq)
     return QuantizedWeight(
         method=method, bits=bits, shape=tuple(weight.shape), dtype=weight.dtype,
         codes=codes.to(torch.uint8), params=params, error=relative, mse=mse,
         group_size=group_size,
     )
+
+
+def _quantize(weight: Tensor, rows: Tensor, method: str, bits: int, shared: dict,
+              options: Mapping[str, Any]) -> QuantizedWeight:
+    spec = get_method(method)
+    _check_bits(bits)
+    opts = spec.resolve(options)
+    codes, params = spec.quantize(rows, bits, shared, **opts)
+    return finish(weight, rows, method, bits, codes, params, opts.get("group_size"))
 
 
 @torch.no_grad()
@@ -242,13 +258,9 @@ def quantize_weight(weight: Tensor, method: str, bits: int, **options: Any) -> Q
     return _quantize(weight, as_rows(weight), method, bits, {}, options)
 
 
-@torch.no_grad()
 def quantize_options(weight: Tensor, options: Iterable[QuantOption]) -> dict[QuantOption,
                                                                             QuantizedWeight]:
     """Quantize one weight with several options, sharing work between them (e.g. the sort)."""
-    rows, shared = as_rows(weight), {}
-    out = {}
-    for option in options:
-        extra = {"group_size": option.group_size} if option.group_size is not None else {}
-        out[option] = _quantize(weight, rows, option.method, option.bits, shared, extra)
-    return out
+    from qua2.quant.batch import quantize_layers
+
+    return quantize_layers({"weight": weight}, list(options))["weight"]

@@ -120,18 +120,19 @@ def test_lost_index_is_rebuilt_from_shard_metadata(built, space, messages):
 
 def test_interrupted_build_resumes(model, space, tmp_path, messages, monkeypatch):
     calls = {"n": 0}
-    real = cache_build_module.quantize_options
+    real = cache_build_module.quantize_layers
 
-    def flaky(weight, options):
+    def flaky(weights, options):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return real(weight, options)
+        return real(weights, options)
 
-    monkeypatch.setattr(cache_build_module, "quantize_options", flaky)
+    monkeypatch.setattr(cache_build_module, "BATCH_WEIGHTS", 1)  # one layer per batch
+    monkeypatch.setattr(cache_build_module, "quantize_layers", flaky)
     with pytest.raises(KeyboardInterrupt):
         _build(model, space, tmp_path / "c", messages)
-    monkeypatch.setattr(cache_build_module, "quantize_options", real)
+    monkeypatch.setattr(cache_build_module, "quantize_layers", real)
     done = 2 * len(space)  # the first two layers finished before the interrupt
     cache = _build(model, space, tmp_path / "c", messages)
     assert cache.last_build.reused == done

@@ -193,3 +193,23 @@ def test_rejects_vectors_and_integer_tensors():
         quantize_weight(torch.randn(8), "uaq", 4)
     with pytest.raises(Qua2Error, match="floating-point"):
         quantize_weight(torch.ones(4, 4, dtype=torch.int32), "uaq", 4)
+
+
+def test_batched_layers_match_layers_alone():
+    from qua2.quant.batch import quantize_layers
+
+    g = torch.Generator().manual_seed(5)
+    weights = {"a": torch.randn(7, 20, generator=g), "b": torch.randn(3, 4, 5, generator=g),
+               "c": torch.randn(11, 20, generator=g), "d": torch.randn(2, 33, generator=g)}
+    options = [QuantOption("kmeans_c", 3), QuantOption("uaq", 4), QuantOption("kmeans_a", 3),
+               QuantOption("group", 2, 8), QuantOption("rtn", 5), QuantOption("kmeans_c", 4)]
+    batched = quantize_layers(weights, options)
+    for name, weight in weights.items():
+        for option in options:
+            extra = {"group_size": option.group_size} if option.group_size else {}
+            alone = quantize_weight(weight, option.method, option.bits, **extra)
+            got = batched[name][option]
+            assert torch.equal(got.codes, alone.codes)
+            assert all(torch.equal(got.params[k], alone.params[k]) for k in alone.params)
+            assert got.error == pytest.approx(alone.error, rel=1e-12)
+            assert got.shape == tuple(weight.shape)
