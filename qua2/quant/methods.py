@@ -35,7 +35,6 @@ from qua2.quant.primitives import (
     as_rows,
     fp16_round,
     fp16_scale,
-    lp_error_rows,
     pad_columns,
     squared_error,
 )
@@ -109,11 +108,16 @@ def _uaq_quantize(rows: Tensor, bits: int, shared: dict, clip_ratios: Iterable[f
     lo, hi = rows.amin(dim=1), rows.amax(dim=1)
     best_err = torch.full_like(lo, float("inf"))
     best_scale, best_zero = torch.ones_like(lo), torch.zeros_like(lo)
+    levels = 2**bits - 1
+    buf = torch.empty_like(rows)  # one work buffer for all candidates: no per-ratio allocation
     for ratio in ratios:
         # Clipping ratio r keeps (1 − r) of the channel's (min, max) range.
         scale, zero = affine_params(lo * (1 - ratio), hi * (1 - ratio), bits)
-        codes = affine_codes(rows, scale[:, None], zero[:, None], bits)
-        err = lp_error_rows(rows, affine_dequant(codes, scale[:, None], zero[:, None]), p)
+        s, z = scale[:, None], zero[:, None]
+        torch.div(rows, s, out=buf)
+        buf.round_().add_(z).clamp_(0, levels).sub_(z).mul_(s).sub_(rows).abs_()
+        # |e|^p as exp(p·log|e|): twice as fast as pow on the CPU, and exp(−inf) = 0 for e = 0.
+        err = (buf.square_() if p == 2.0 else buf.log_().mul_(p).exp_()).sum(dim=1)
         better = err < best_err  # strict: ties keep the smaller clipping ratio
         best_err = torch.where(better, err, best_err)
         best_scale = torch.where(better, scale, best_scale)

@@ -76,10 +76,14 @@ def lp_error_rows(x: Tensor, y: Tensor, p: float) -> Tensor:
 
 
 def squared_error(x: Tensor, y: Tensor) -> tuple[float, float]:
-    """``(mse, relative)``: mean squared error and ``‖x − y‖² / ‖x‖²`` (1.0 for a zero x)."""
-    x64, y64 = x.double(), y.double()
-    sse = float((x64 - y64).square().sum())
-    energy = float(x64.square().sum())
+    """``(mse, relative)``: mean squared error and ``‖x − y‖² / ‖x‖²`` (1.0 for a zero x).
+
+    Differences are taken in float32 and summed in float64 (no float64 copies of x and y).
+    """
+    diff = x.float() - y.float()
+    sse = float(torch.sum(diff.square_(), dtype=torch.float64))
+    xf = x.float()
+    energy = float(torch.sum(xf * xf, dtype=torch.float64))
     mse = sse / max(x.numel(), 1)
     relative = sse / energy if energy > 0 else (0.0 if sse == 0 else 1.0)
     return mse, relative
