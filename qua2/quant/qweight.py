@@ -10,8 +10,10 @@ from exactly those stored values, so a reloaded export reproduces it bit for bit
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -105,12 +107,9 @@ class QuantizedWeight:
         return rows.reshape(self.shape).to(dtype or self.dtype)
 
     # ----------------------------------------------------------------- (de)serialisation
-    def to_tensors(self, prefix: str = "") -> tuple[dict[str, Tensor], dict[str, str]]:
-        """Tensors (packed codes + fp16 params, on the CPU) and string metadata to store."""
-        tensors = {f"{prefix}codes": pack_codes(self.codes, self.bits).cpu()}
-        for name, value in self.params.items():
-            tensors[f"{prefix}{name}"] = value.to(torch.float16).contiguous().cpu()
-        meta = {
+    def meta(self) -> dict[str, Any]:
+        """Everything but the tensors, JSON-ready (inverse: :meth:`from_parts`)."""
+        return {
             "format_version": QWEIGHT_FORMAT_VERSION,
             "method": self.method,
             "bits": self.bits,
@@ -123,7 +122,46 @@ class QuantizedWeight:
             "mse": self.mse,
             "extra": dict(self.extra),
         }
-        return tensors, {f"{prefix}qweight": json.dumps(meta, sort_keys=True)}
+
+    def packed_codes(self) -> Tensor:
+        """The codes bit-packed into a flat uint8 CPU tensor (:mod:`qua2.quant.packing`)."""
+        return pack_codes(self.codes, self.bits).cpu()
+
+    def fp16_params(self) -> dict[str, Tensor]:
+        """The parameters as contiguous fp16 CPU tensors, by name."""
+        return {k: v.to(torch.float16).contiguous().cpu() for k, v in sorted(self.params.items())}
+
+    def to_tensors(self, prefix: str = "") -> tuple[dict[str, Tensor], dict[str, str]]:
+        """Tensors (packed codes + fp16 params, on the CPU) and string metadata to store."""
+        tensors = {f"{prefix}codes": self.packed_codes()}
+        tensors.update({f"{prefix}{k}": v for k, v in self.fp16_params().items()})
+        return tensors, {f"{prefix}qweight": json.dumps(self.meta(), sort_keys=True)}
+
+    @classmethod
+    def from_parts(cls, meta: Mapping[str, Any], packed: Tensor,
+                   params: Mapping[str, Tensor]) -> QuantizedWeight:
+        """Rebuild from :meth:`meta`, packed codes and fp16 params; bad input → Qua2Error."""
+        try:
+            if meta["format_version"] != QWEIGHT_FORMAT_VERSION:
+                raise Qua2Error(
+                    f"stored quantized weight has format version {meta['format_version']}, "
+                    f"this qua2 reads {QWEIGHT_FORMAT_VERSION}; rebuild the cache or export."
+                )
+            shape = tuple(int(s) for s in meta["shape"])
+            numel = math.prod(shape)
+            codes = unpack_codes(packed, int(meta["bits"]), numel)
+            missing = set(meta["params"]) - set(params)
+            if missing:
+                raise KeyError(f"parameters {sorted(missing)}")
+            return cls(
+                method=meta["method"], bits=int(meta["bits"]), shape=shape,
+                dtype=parse_dtype(meta["dtype"]), codes=codes.reshape(int(meta["rows"]), -1),
+                params={k: params[k] for k in meta["params"]}, error=float(meta["error"]),
+                mse=float(meta["mse"]), group_size=meta["group_size"],
+                extra=meta.get("extra", {}),
+            )
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise Qua2Error(f"stored quantized weight is incomplete or corrupt ({exc}).") from None
 
     @classmethod
     def from_tensors(
@@ -132,23 +170,9 @@ class QuantizedWeight:
         """Inverse of :meth:`to_tensors`; raises :class:`Qua2Error` on anything inconsistent."""
         try:
             meta = json.loads(metadata[f"{prefix}qweight"])
-            if meta["format_version"] != QWEIGHT_FORMAT_VERSION:
-                raise Qua2Error(
-                    f"stored quantized weight has format version {meta['format_version']}, "
-                    f"this qua2 reads {QWEIGHT_FORMAT_VERSION}; rebuild the cache or export."
-                )
-            shape = tuple(int(s) for s in meta["shape"])
-            rows = int(meta["rows"])
-            numel = 1
-            for s in shape:
-                numel *= s
-            codes = unpack_codes(tensors[f"{prefix}codes"], int(meta["bits"]), numel)
-            params = {name: tensors[f"{prefix}{name}"] for name in meta["params"]}
-            return cls(
-                method=meta["method"], bits=int(meta["bits"]), shape=shape,
-                dtype=parse_dtype(meta["dtype"]), codes=codes.reshape(rows, -1),
-                params=params, error=float(meta["error"]), mse=float(meta["mse"]),
-                group_size=meta["group_size"], extra=meta.get("extra", {}),
-            )
-        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            packed = tensors[f"{prefix}codes"]
+        except (KeyError, ValueError) as exc:
             raise Qua2Error(f"stored quantized weight is incomplete or corrupt ({exc}).") from None
+        params = {k[len(prefix):]: v for k, v in tensors.items()
+                  if k.startswith(prefix) and k != f"{prefix}codes"}
+        return cls.from_parts(meta, packed, params)

@@ -11,7 +11,7 @@ from torch import nn
 
 from qua2.errors import Qua2Error
 from qua2.quant import OptionCache, export_packed, load_packed, quantized, read_manifest
-from qua2.quant.export import CONFIG_NAME, WEIGHTS_NAME
+from qua2.quant.export import CODES_BLOB, CONFIG_NAME, PARAMS_BLOB, WEIGHTS_NAME
 from qua2.specs import QuantConfig, QuantOption, SearchSpace
 
 #: Every method and every bit-width 2-8 at least once.
@@ -83,22 +83,28 @@ def test_manifest_is_versioned_and_complete(exported):
 
 
 def test_codes_are_bit_packed_and_parameters_fp16(exported):
-    _, cache, config, _, summary = exported
+    model, cache, config, _, summary = exported
+    manifest = read_manifest(summary.config_path.parent)
     with safe_open(str(summary.weights_path), framework="pt") as handle:
-        for layer, option in config.items():
-            codes = handle.get_tensor(f"{layer}.weight::codes")
-            assert codes.dtype == torch.uint8
-            assert codes.numel() == (cache.numel(layer) * option.bits + 7) // 8
-            for key in handle.keys():  # noqa: SIM118
-                if key.startswith(f"{layer}.weight::") and not key.endswith("codes"):
-                    assert handle.get_tensor(key).dtype == torch.float16
-    # Payload = packed quantized bytes + unquantized tensors at their own size, exactly.
+        codes, params = handle.get_tensor(CODES_BLOB), handle.get_tensor(PARAMS_BLOB)
+    assert codes.dtype == torch.uint8 and params.dtype == torch.float16
+    expected_codes = expected_params = 0
+    for layer, option in config.items():
+        entry = manifest["layers"][layer]
+        assert entry["codes"] == [expected_codes, (cache.numel(layer) * option.bits + 7) // 8]
+        expected_codes += entry["codes"][1]
+        qweight = cache.quantized(layer, option)
+        for name, (offset, shape) in entry["params"].items():
+            assert offset == expected_params
+            stored = params[offset : offset + qweight.params[name].numel()].reshape(shape)
+            assert torch.equal(stored, qweight.params[name].half())
+            expected_params += stored.numel()
+    assert codes.numel() == expected_codes and params.numel() == expected_params
+    # Payload = packed quantized bytes (codes + fp16 params) + every other tensor, exactly.
     stats = sum(cache.option_stats(la, o).nbytes for la, o in config.items())
-    model_tensors = dict(exported[0].state_dict())
-    rest = sum(t.numel() * t.element_size() for n, t in model_tensors.items()
+    tensors = {**model.state_dict(), **dict(model.named_buffers())}
+    rest = sum(t.numel() * t.element_size() for n, t in tensors.items()
                if n.removesuffix(".weight") not in config.choices or not n.endswith(".weight"))
-    rest += sum(b.numel() * b.element_size() for n, b in exported[0].named_buffers()
-                if n not in model_tensors)
     assert summary.payload_bytes == stats + rest
 
 
