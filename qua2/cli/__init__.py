@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from qua2 import __version__
 from qua2.errors import Qua2Error
 
-COMMANDS = ["run", "sample", "sweep", "status", "results", "graph", "report"]
+COMMANDS = ["run", "sample", "sweep", "status", "results", "graph", "fit", "explain", "search",
+            "export", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -81,6 +81,27 @@ def sweep_sensitivity(study: Study, table: CostTable) -> np.ndarray | None:
     return values
 
 
+def surrogate_predictor(surrogate: Any, table: CostTable) -> Predictor:
+    """Adapt a fitted surrogate (its own layer/option order) to the table's choice matrices."""
+    from qua2.errors import Qua2Error
+
+    encoder = surrogate.encoder
+    missing = set(table.layers) - set(encoder.layers)
+    unknown = set(table.options) - set(encoder.options)
+    if missing or unknown:
+        raise Qua2Error(
+            "the fitted surrogate does not cover this study's layers/options "
+            f"({len(missing)} layers, {len(unknown)} options missing); re-run `qua2 fit`."
+        )
+    columns = [table.layers.index(layer) for layer in encoder.layers]
+    option_map = np.array([encoder.options.index(o) for o in table.options])
+
+    def predict(choices: np.ndarray) -> np.ndarray:
+        return surrogate.predict(option_map[np.asarray(choices)][:, columns])
+
+    return predict
+
+
 # --------------------------------------------------------------------------- candidates
 def budget_candidates(study: Study, table: CostTable, predict: Predictor | None,
                       budget: float, top: int = 2, random_count: int = 1) -> list[Candidate]:

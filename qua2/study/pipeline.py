@@ -24,6 +24,11 @@ class RunOptions:
     workers: int | None = None
     threads: int | None = None
     num_configs: int | None = None
+    budgets: tuple[float, ...] | None = None  # search budgets (default: search.stage's)
+    surrogate: str = "best"  # which fitted surrogate guides the search
+    top: int = 2  # qua2 picks kept per budget
+    bootstrap_rounds: int = 200
+    export_budget: float = 3.5  # the budget whose best verified pick the export stage writes
 
 
 def say(message: str) -> None:
@@ -119,6 +124,61 @@ def _evaluate(study: Study, options: RunOptions, kinds: list[str], desc: str) ->
     evaluate_pending(study, kinds, workers=workers, threads=options.threads, desc=desc)
 
 
+def stage_fit(study: Study, options: RunOptions) -> None:
+    """Cross-validate and fit the surrogates (``qua2 fit``)."""
+    from qua2.surrogates.fit import stage_fit as fit
+
+    fit(study, options)
+
+
+def stage_explain(study: Study, options: RunOptions) -> None:
+    """SHAP explanations, sub-graph sensitivities and figures (``qua2 explain``)."""
+    from qua2.explain.stage import stage_explain as explain
+
+    explain(study, options)
+
+
+def stage_search(study: Study, options: RunOptions) -> None:
+    """Candidates within each average-bit budget: qua2's picks and the baselines."""
+    from qua2.search.stage import DEFAULT_BUDGETS, cost_table, surrogate_predictor
+    from qua2.search.stage import stage_search as search
+    from qua2.study.option_cache import open_option_cache
+    from qua2.surrogates.fit import load_fitted
+
+    cache = open_option_cache(study)
+    kind = None if options.surrogate == "best" else options.surrogate
+    predict = surrogate_predictor(load_fitted(study, kind), cost_table(study, cache))
+    candidates = search(study, predict, cache, options.budgets or DEFAULT_BUDGETS, options.top)
+    say(f"search: {len(candidates)} candidates → {study.path('search', 'candidates.json')}")
+
+
+def stage_verify(study: Study, options: RunOptions) -> None:
+    """Evaluate every candidate for real on held-out seeds, with bootstrap intervals."""
+    from qua2.search.verification import stage_verify as verify
+    from qua2.study.option_cache import open_option_cache
+
+    verify(study, open_option_cache(study), rounds=options.bootstrap_rounds)
+    say(f"verification → {study.path('verification', 'table.md')}")
+
+
+def stage_export(study: Study, options: RunOptions) -> None:
+    """Export the best verified qua2 pick at ``options.export_budget`` as packed weights."""
+    from qua2.export import export_study_config
+
+    budget = options.export_budget
+    out = study.directory / "export" / f"qua2-{budget:g}bits"
+    summary = export_study_config(study, f"best:{budget:g}", out)
+    say(f"export: {summary.layers_bits:.3f} bits per quantized weight, "
+        f"{summary.file_bytes / 1e6:.3f} MB vs {summary.fp16_bytes / 1e6:.3f} MB FP16 → {out}")
+
+
+def stage_report(study: Study, options: RunOptions) -> None:
+    """The Markdown report of everything above."""
+    from qua2.report import build_report
+
+    say(f"report → {build_report(study)}")
+
+
 StageFn = Callable[[Study, RunOptions], None]
 STAGES: list[tuple[str, StageFn]] = [
     ("model", stage_model),
@@ -128,6 +188,12 @@ STAGES: list[tuple[str, StageFn]] = [
     ("anchors", stage_anchors),
     ("sample", stage_sample),
     ("sweep", stage_sweep),
+    ("fit", stage_fit),
+    ("explain", stage_explain),
+    ("search", stage_search),
+    ("verify", stage_verify),
+    ("export", stage_export),
+    ("report", stage_report),
 ]
 
 

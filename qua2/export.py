@@ -1,0 +1,98 @@
+"""Export a study's configuration as packed low-bit safetensors + versioned JSON.
+
+The packing itself lives in :mod:`qua2.quant.export`; this module resolves *which*
+configuration (a stored id, a search candidate, or the best verified pick at a budget), writes
+the files with the study's model id, and adds ``LOAD.md`` with a snippet that reloads the
+export into a fresh diffusers denoiser.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from qua2.errors import Qua2Error
+from qua2.specs import QuantConfig
+from qua2.study.study import Study
+
+LOAD_SNIPPET = """# Loading this export
+
+```python
+import diffusers
+from qua2.quant import load_packed
+
+# A fresh denoiser of the same architecture (weights are replaced by the export).
+{build}
+manifest = load_packed(denoiser, "{directory}")   # layer by layer, checks the file hash
+print(manifest["avg_bits"] if "avg_bits" in manifest else manifest.keys())
+```
+
+`load_packed` unpacks the {bits:.2f}-bit codes into ordinary float weights, so the denoiser
+then runs in any diffusers pipeline (e.g. `pipe.transformer = denoiser`). The file on disk
+holds the packed codes: {file_mb:.3f} MB against {fp16_mb:.3f} MB for FP16.
+"""
+
+
+def resolve_config(study: Study, reference: str) -> tuple[str, QuantConfig]:
+    """``(id, config)`` for a stored id, a candidate id, or ``best:BUDGET``."""
+    if reference.startswith("best:"):
+        return _best_verified(study, reference)
+    from qua2.search.stage import load_candidates
+    from qua2.study.store import Store
+
+    for candidate in load_candidates(study):
+        if candidate.config.digest() == reference:
+            return reference, candidate.config
+    if study.path("study.sqlite").exists():
+        with Store(study.path("study.sqlite")) as store:
+            if store.has(reference):
+                return reference, QuantConfig.from_dict(store.get(reference).config)
+    raise Qua2Error(
+        f"no configuration {reference!r} in {study.directory}; use an id from `qua2 results` "
+        "or search/candidates.json, or best:BUDGET."
+    )
+
+
+def _best_verified(study: Study, reference: str) -> tuple[str, QuantConfig]:
+    from qua2.search.stage import load_candidates
+    from qua2.search.verification import load_verification
+
+    try:
+        budget = float(reference.split(":", 1)[1])
+    except ValueError:
+        raise Qua2Error(f"cannot read the budget in {reference!r}; write e.g. best:3.5.") from None
+    verified = {v["name"]: v for v in load_verification(study)}
+    primary = study.config.metrics.primary
+    sign = 1 if study.config.metrics.lower_is_better else -1
+    picks = [c for c in load_candidates(study)
+             if c.kind == "qua2" and abs(c.budget - budget) < 1e-9
+             and c.config.digest() in verified]
+    if not picks:
+        raise Qua2Error(f"no verified qua2 pick at budget {budget:g}; run `qua2 search "
+                        f"{study.directory} --bits {budget:g}` first.")
+    best = min(picks, key=lambda c: sign * verified[c.config.digest()]["metrics"][primary])
+    return best.config.digest(), best.config
+
+
+def export_study_config(study: Study, reference: str, out: str | Path) -> Any:
+    """Export the referenced config of ``study`` into ``out``; returns the export summary."""
+    from qua2.quant import export_packed
+    from qua2.study.option_cache import open_option_cache
+
+    config_id, config = resolve_config(study, reference)
+    out = Path(out)
+    model = study.config.model
+    model_id = f"{model.family}:{model.path or 'embedded'}"
+    summary = export_packed(study.adapter.module, config, open_option_cache(study), out,
+                            model_id=model_id)
+    module = study.adapter.module
+    build = (f"denoiser = diffusers.{type(module).__name__}.from_config("
+             f"{json.dumps(dict(module.config), default=str)})")
+    (out / "LOAD.md").write_text(LOAD_SNIPPET.format(
+        build=build, directory=out, bits=summary.layers_bits,
+        file_mb=summary.file_bytes / 1e6, fp16_mb=summary.fp16_bytes / 1e6))
+    (out / "source.json").write_text(json.dumps(
+        {"study": str(study.directory), "config_id": config_id, "reference": reference},
+        indent=2))
+    return summary
