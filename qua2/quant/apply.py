@@ -65,7 +65,7 @@ def validate_config(config: ConfigLike, cache: OptionCache) -> QuantConfig:
     Raises :class:`Qua2Error` with one sentence naming the first offending layer or option.
     """
     config = as_config(config)
-    known = set(cache.layers)
+    known = cache.layer_set
     for layer, option in config.items():
         if layer not in known:
             close = difflib.get_close_matches(layer, sorted(known), n=3)

@@ -33,13 +33,21 @@ from qua2.quant.cache_build import (
 )
 from qua2.quant.cache_index import INDEX_NAME, OptionStats, read_index
 from qua2.quant.methods import quantize_options
-from qua2.quant.qweight import QuantizedWeight
+from qua2.quant.qweight import QuantizedWeight, parse_dtype
 from qua2.quant.store import atomic_write_json, bytes_digest, read_safetensors, tensor_digest
 from qua2.specs import QuantOption, SearchSpace
 
 #: Default bound on memoised dequantized weights (bytes).
 DEFAULT_MEMORY_BUDGET = 2 << 30
 OptionLike = QuantOption | str
+
+
+def _device_key(device: torch.device | str | None) -> str:
+    """A canonical device name ("cuda" and "cuda:0" are the same memo entry)."""
+    dev = torch.device(device or "cpu")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return str(dev)
 
 
 def as_option(option: OptionLike) -> QuantOption:
@@ -99,6 +107,11 @@ class OptionCache:
     def layers(self) -> tuple[str, ...]:
         """Qualified names of the cached layers, in model order."""
         return tuple(self._index["layers"])
+
+    @property
+    def layer_set(self) -> frozenset[str]:
+        """The cached layers as a set (for fast membership tests)."""
+        return frozenset(self._index["layers"])
 
     @property
     def total_params(self) -> int:
@@ -165,7 +178,8 @@ class OptionCache:
                     dtype: torch.dtype | None = None) -> Tensor:
         """The fake-quantized weight (memoised; do not modify it in place)."""
         option = as_option(option)
-        key = (layer, option.key, str(torch.device(device or "cpu")), dtype)
+        dtype = dtype or parse_dtype(self._layer(layer)["dtype"])
+        key = (layer, option.key, _device_key(device), dtype)
         hit = self._memo.get(key)
         if hit is not None:
             self._memo.move_to_end(key)
