@@ -146,8 +146,9 @@ def _explain_one(model: Any, data: StudyData, table: pd.DataFrame, graph: Any,
     grouped = _group_figures(lexp, table, options, folder)
     check = _sweep_check(importance, sweep, table, folder)
     hop_weights = report["surrogates"].get(model.kind, {}).get("hop_spearman")
-    _subgraph_figures(model, graph, background, hop_weights, options, folder)
+    scoring = _subgraph_figures(model, graph, background, hop_weights, options, folder)
     info = {"method": lexp.method, "configs": len(rows), "background": len(background),
+            "subgraph_scores": scoring,
             "importance_vs_sweep": check,
             "top_layers": importance.head(10).round(6).to_dict(),
             "top_op_types": grouped["role"].head(10).round(6).to_dict()}
@@ -194,11 +195,16 @@ def _sweep_check(importance: pd.Series, sweep: pd.DataFrame, table: pd.DataFrame
 
 def _subgraph_figures(model: Any, graph: Any, background: np.ndarray,
                       hop_weights: list[float] | None, options: ExplainOptions,
-                      folder: Path) -> None:
-    scores = quantifiable_sensitivity(model, graph, background, hop_weights=hop_weights,
+                      folder: Path) -> str:
+    # Embedding norms only score quality when the GNN was trained to rank them (Qua²SeDiMo's
+    # hop-level loss); otherwise the model-agnostic partial-dependence score is used.
+    trained = getattr(model, "hop_rank_weight", 0) > 0 and hop_weights is not None
+    method = "embedding" if trained else "prediction"
+    scores = quantifiable_sensitivity(model, graph, background, method=method,
+                                      hop_weights=hop_weights,
                                       max_variants=options.max_variants, seed=options.seed)
     if scores.empty:
-        return
+        return method
     scores.to_csv(folder / "subgraph_scores.csv", index=False)
     summary = pd.concat([summarise(scores, "block_index").assign(by="block_index"),
                          summarise(scores, "kind").assign(by="kind")], ignore_index=True)
@@ -206,6 +212,7 @@ def _subgraph_figures(model: Any, graph: Any, background: np.ndarray,
     best = best_variants(scores)
     _save(plots.option_share_figure(best, list(model.encoder.options)),
           folder / "best_variants.png", best)
+    return method
 
 
 # --------------------------------------------------------------------------- study level

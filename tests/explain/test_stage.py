@@ -64,3 +64,18 @@ def test_explain_errors(fitted, tmp_path):
     empty = Study.create(study_config_from_dict({"name": "empty"}), tmp_path / "e")
     with pytest.raises(Qua2Error, match="run `qua2 fit"):
         explain_study(empty)
+
+
+@pytest.mark.slow
+def test_explain_the_gnn_end_to_end(tmp_path):
+    from qua2.surrogates.fit import FitOptions, fit_study
+    from qua2.surrogates.synthetic import make_synthetic_study
+
+    study, _ = make_synthetic_study(tmp_path / "g", n_random=60, n_blocks=1)
+    fit_study(study, FitOptions(surrogates=("gnn",), folds=3, gnn_epochs=10))
+    explanations = explain_study(study, ExplainOptions(surrogates=("gnn",),
+                                                       max_configs_permutation=8,
+                                                       background=6, max_variants=64))
+    assert explanations["gnn"].method == "permutation"
+    for name in FIGURES:
+        assert (study.path("explain", "gnn") / f"{name}.png").exists(), name
