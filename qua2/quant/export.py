@@ -11,11 +11,13 @@ Two files in one directory (format version 1)::
                                              after layer (each starts on a byte)
                              "qua2::params"  float16: every layer's scales / zero points /
                                              codebooks, flattened, layer after layer
-                             every other parameter and buffer under its own name, as is or
-                             cast to ``unquantized_dtype``
+                             "qua2::rest::<dtype>"  every other parameter and buffer (as is or
+                                             cast to ``unquantized_dtype``), flattened and
+                                             concatenated per dtype; the manifest lists each
+                                             one's name, dtype, offset and shape
 
-Keeping all codes in two blobs keeps the safetensors header (one entry per tensor) small, so
-even a 1 M-parameter model meets (average bits / 16) × FP16 size + 2 %.
+Blobs instead of one safetensors entry per tensor keep the header to a few entries, so even a
+1 M-parameter model meets (average bits / 16) × FP16 size + 2 %.
 :func:`load_packed` fills a fresh instance of the same architecture layer by layer (lazy
 slices of the blobs; one layer's codes are unpacked and dequantized at a time; a module built
 on the ``meta`` device gets real tensors assigned), reproducing the fake-quantized weights bit
@@ -51,6 +53,7 @@ CONFIG_NAME = "qua2_quant.json"
 WEIGHTS_NAME = "qua2_quant.safetensors"
 CODES_BLOB = "qua2::codes"
 PARAMS_BLOB = "qua2::params"
+REST_BLOB = "qua2::rest::"
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def export_packed(
     unquantized, fp16_bytes = _unquantized(module, {f"{la}.weight" for la in layers},
                                            unquantized_dtype)
     fp16_bytes += layers_fp16
-    tensors = dict(unquantized)
+    tensors, rest = _blobs(unquantized)
     if codes:
         tensors[CODES_BLOB] = torch.cat(codes)
         tensors[PARAMS_BLOB] = torch.cat(params) if params else torch.zeros(0, dtype=torch.half)
@@ -115,8 +118,22 @@ def export_packed(
         model_bits=16.0 * model_bytes / fp16_bytes if fp16_bytes else 16.0,
     )
     atomic_write_json(summary.config_path, _manifest(module, config, cache, model_id, layers,
-                                                      sorted(unquantized), summary))
+                                                      rest, summary))
     return summary
+
+
+def _blobs(tensors: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Concatenate tensors per dtype: ({blob name: flat tensor}, {name: where it lies})."""
+    parts: dict[str, list[Tensor]] = {}
+    sizes: dict[str, int] = {}
+    where: dict[str, Any] = {}
+    for name, t in tensors.items():
+        blob = f"{REST_BLOB}{str(t.dtype).removeprefix('torch.')}"
+        offset = sizes.get(blob, 0)
+        parts.setdefault(blob, []).append(t.reshape(-1))
+        sizes[blob] = offset + t.numel()
+        where[name] = {"blob": blob, "offset": offset, "shape": list(t.shape)}
+    return {blob: torch.cat(flat) for blob, flat in parts.items()}, where
 
 
 def _pack_layers(module: nn.Module, config: Any, cache: OptionCache
@@ -150,9 +167,8 @@ def _pack_layers(module: nn.Module, config: Any, cache: OptionCache
 
 def _unquantized(module: nn.Module, skip: set[str], dtype: torch.dtype | None
                  ) -> tuple[dict[str, Tensor], int]:
-    """Every tensor not in ``skip`` (CPU, contiguous, unshared) and their FP16 size."""
+    """Every tensor not in ``skip`` (on the CPU, maybe cast) and their total FP16 size."""
     out: dict[str, Tensor] = {}
-    seen: set[int] = set()
     fp16_bytes = 0
     for name, tensor in named_tensors(module).items():
         if name in skip:
@@ -160,12 +176,7 @@ def _unquantized(module: nn.Module, skip: set[str], dtype: torch.dtype | None
         t = tensor.detach()
         if dtype is not None and t.is_floating_point():
             t = t.to(dtype)
-        t = t.cpu().contiguous()
-        # safetensors refuses tensors that share storage (tied weights): store a copy.
-        if t.numel() and t.data_ptr() in seen:
-            t = t.clone()
-        seen.add(t.data_ptr())
-        out[name] = t
+        out[name] = t.cpu()
         fp16_bytes += _fp16_size(tensor)
     return out, fp16_bytes
 
@@ -188,7 +199,8 @@ def _save_atomic(tensors: dict[str, Tensor], metadata: dict[str, str], path: Pat
 
 
 def _manifest(module: nn.Module, config: Any, cache: OptionCache, model_id: str,
-              layers: dict[str, Any], unquantized: list[str], summary: ExportSummary) -> dict:
+              layers: dict[str, Any], unquantized: dict[str, Any], summary: ExportSummary
+              ) -> dict:
     return {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_FORMAT_VERSION,
@@ -244,8 +256,12 @@ def load_packed(module: nn.Module, directory: str | Path, *, check_hash: bool = 
         what = f"lacks {missing[:3]}" if missing else f"has unknown tensors {extra[:3]}"
         raise Qua2Error(f"the packed export does not fit this model: it {what}.")
     with safe_open(str(path), framework="pt", device="cpu") as handle:
-        for name in manifest["unquantized"]:
-            _assign(module, name, state[name], handle.get_tensor(name))
+        blobs = {entry["blob"] for entry in manifest["unquantized"].values()}
+        rest = {blob: handle.get_slice(blob) for blob in blobs}
+        for name, entry in manifest["unquantized"].items():
+            offset, shape = entry["offset"], entry["shape"]
+            value = rest[entry["blob"]][offset : offset + math.prod(shape)].reshape(shape)
+            _assign(module, name, state[name], value)
         if manifest["layers"]:
             codes, params = handle.get_slice(CODES_BLOB), handle.get_slice(PARAMS_BLOB)
         for layer, entry in manifest["layers"].items():

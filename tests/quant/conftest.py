@@ -35,6 +35,12 @@ SEDIMO_SPACE = SearchSpace.grid(["uaq", "kmeans_c", "kmeans_a"], [3, 4])
 
 
 @pytest.fixture
+def make_small():
+    """``small_model`` itself, for tests that need a second instance."""
+    return small_model
+
+
+@pytest.fixture
 def model() -> Small:
     return small_model()
 

@@ -159,3 +159,18 @@ def test_export_refuses_weights_the_cache_was_not_built_from(exported, tmp_path)
     other = _tiny_dit(seed=5)
     with pytest.raises(Qua2Error, match="differs from the weights the option cache"):
         export_packed(other, config, cache, tmp_path, model_id="x")
+
+
+def test_round_trip_with_conv_layers_and_scalar_buffers(built, make_small, tmp_path):
+    model, cache = built
+    config = {"inp": "uaq-w3", "conv": "kmeans_a-w4", "seq": "kmeans_c-w3"}
+    export_packed(model, config, cache, tmp_path, model_id="small")
+    fresh = make_small(seed=3)
+    fresh.scale.fill_(9.0)
+    load_packed(fresh, tmp_path)
+    assert fresh.scale.item() == model.scale.item()
+    x = torch.randn(2, 24)
+    with quantized(model, config, cache):
+        assert torch.equal(fresh(x), model(x))
+        assert torch.equal(fresh.conv.weight, model.conv.weight)
+        assert torch.equal(fresh.seq.weight, model.seq.weight)
