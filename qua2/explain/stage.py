@@ -64,41 +64,46 @@ def explain_study(study: Any, options: ExplainOptions | None = None
     if missing:
         raise Qua2Error(f"surrogate {missing[0]!r} is not fitted for this study; run `qua2 fit "
                         f"{study.directory} --surrogate {missing[0]}` first.")
-    fingerprint = _fingerprint(report, kinds, options)
-    done = study.path("explain", "explain.json")
-    if not options.force and done.exists() and \
-            json.loads(done.read_text()).get("fingerprint") == fingerprint:
-        say(f"explain: {', '.join(kinds)} up to date in {done.parent}; --force recomputes")
-        return {}
     data = load_study_data(study)
+    path = study.path("explain", "explain.json")
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    entries = previous.get("surrogates", {}) if previous.get("target") == report["target"] \
+        else {}
+    todo = [k for k in kinds if options.force or entries.get(k, {}).get("fingerprint")
+            != _fingerprint(report, k, options, data.ids)]
+    for kind in sorted(set(kinds) - set(todo)):
+        say(f"explain: {kind} is up to date in {path.parent / kind}; --force recomputes")
+    if not todo:
+        return {}
     graph = _graph(study)
     table = layer_table(data.encoder.layers, graph)
-    out = study.path("explain", "explain.json").parent
+    out = path.parent
     _study_figures(study, data, report, out)
     sweep = sweep_sensitivity(data, fp_value=fp_metric(study, data.primary))
-    summary: dict[str, Any] = {"target": report["target"], "fingerprint": fingerprint,
-                               "surrogates": {}}
     explanations = {}
-    for kind in kinds:
+    for kind in todo:
         model = load_fitted(study, kind)
         lexp, info = _explain_one(model, data, table, graph, sweep, report, options,
                                   out / kind)
         explanations[kind] = lexp
-        summary["surrogates"][kind] = info
+        entries[kind] = {**info, "fingerprint": _fingerprint(report, kind, options, data.ids)}
         rho = info["importance_vs_sweep"].get("spearman")
         say(f"explain: {kind} ({lexp.method} SHAP on {len(lexp.choices)} configs); "
             f"importance vs sweep ρ = {'n/a' if rho is None else f'{rho:.3f}'} → {out / kind}")
-    (out / "explain.json").write_text(json.dumps(summary, indent=1, default=_json))
+    summary = {"target": report["target"], "surrogates": entries}
+    path.write_text(json.dumps(summary, indent=1, default=_json))
     return explanations
 
 
-def _fingerprint(report: dict[str, Any], kinds: list[str], options: ExplainOptions) -> str:
+def _fingerprint(report: dict[str, Any], kind: str, options: ExplainOptions,
+                 ids: list[str]) -> str:
+    """Changes when the fit, the rows (new sweep or search rows) or the options change."""
     import dataclasses
     import hashlib
 
-    payload = {"fits": {k: report["surrogates"][k].get("fingerprint") for k in kinds},
+    payload = {"fit": report["surrogates"][kind].get("fingerprint"), "rows": sorted(ids),
                "options": {k: v for k, v in dataclasses.asdict(options).items()
-                           if k != "force"}, "kinds": kinds}
+                           if k not in ("force", "surrogates")}}
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

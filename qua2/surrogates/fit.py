@@ -73,7 +73,10 @@ def _fingerprint(data: StudyData, target: str, kind: str, options: FitOptions,
                  estimator: Surrogate) -> str:
     params = {k: v for k, v in estimator.get_params(deep=False).items()
               if k not in estimator.data_params}
-    payload = {"ids": sorted(data.ids), "target": target, "kind": kind, "params": params,
+    # only the rows a fit uses: adding sweep rows later does not make a fit stale
+    used = data.mask(("random", *options.train_extra), target)
+    ids = sorted(i for i, keep in zip(data.ids, used) if keep)
+    payload = {"ids": ids, "target": target, "kind": kind, "params": params,
                "folds": options.folds, "seed": options.seed, "extra": options.train_extra,
                "curve": _curve_for(kind, options)}
     text = json.dumps(payload, sort_keys=True, default=str)

@@ -36,6 +36,11 @@ def test_explain_writes_every_figure_with_its_csv(fitted, capsys):
     capsys.readouterr()
     assert explain_study(study, options) == {}
     assert "up to date" in capsys.readouterr().err
+    # another surrogate is added to the summary; the up-to-date one is not recomputed
+    options.surrogates = ("xgb", "ridge")
+    assert set(explain_study(study, options)) == {"ridge"}
+    summary = json.loads((out / "explain.json").read_text())["surrogates"]
+    assert set(summary) == {"xgb", "ridge"} and summary["ridge"]["method"] == "linear"
 
 
 def test_explain_cli_maps_flags_to_options(fitted, monkeypatch, capsys):
