@@ -6,17 +6,19 @@ channel, which takes days for large denoisers. Here every row of a layer is clus
 with no per-row Python loop, on CPU or CUDA:
 
 1. **Sort** each row. In one dimension every optimal cluster is a contiguous run of sorted
-   values, so a clustering is just k − 1 *cut* positions, and any cluster's size, sum and SSE
-   are differences of prefix sums (the observation behind Ckmeans.1d.dp, Wang & Song 2011).
+   values, so a clustering is just k − 1 *cut* positions, and any cluster's size and mean are
+   differences of prefix sums (the observation behind Ckmeans.1d.dp, Wang & Song 2011); SSE
+   changes of splits and merges follow from means alone (Ward 1963).
 2. **Initialise** from the asymptotically optimal point density of a quantizer, ∝ p(x)^{1/3}
    (Panter & Dite 1951; Gersho 1979): with the density estimated from sorted spacings, the
    p^{1/3}-mass between order statistics is ∝ spacing^{2/3}, and the k centroids sit at the
    (j + ½)/k quantiles of that mass. Deterministic, and it gives the tails their centroids.
 3. **Lloyd** iterations (Lloyd 1982) on cuts: the cut between two clusters moves to the first
-   value at or above the midpoint of their centroids — one batched ``searchsorted``.
+   value at or above the midpoint of their centroids — one batched ``searchsorted`` — until
+   no cut moves or the centroids move less than scikit-learn's tolerance.
 4. **Split–merge** moves (as in ISODATA, Ball & Hall 1965): merge the adjacent pair that costs
-   least, split the cluster that gains most (by 2-means on its range), keep the result of a
-   following Lloyd run if the SSE drops. This escapes the local optima Lloyd gets stuck in.
+   least and split the cluster that gains most (by 2-means on its range) whenever that lowers
+   the SSE, then run Lloyd again. This escapes the local optima Lloyd gets stuck in.
 5. **Assign** codes by counting the midpoints at or below each value.
 
 On the CPU the sort uses NumPy, whose vectorised sort is several times faster than
