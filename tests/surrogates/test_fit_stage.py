@@ -74,3 +74,15 @@ def test_stage_fit_runs_every_surrogate(tmp_path):
     stage_fit(study, argparse.Namespace(threads=1))
     report = json.loads(study.path("surrogates", "cv_report.json").read_text())
     assert set(report["surrogates"]) == {"ridge", "xgb", "gnn"}
+
+
+def test_importing_the_stages_is_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, qua2.surrogates.fit, qua2.explain.stage, qua2.cli.fit, "
+            "qua2.cli.explain; print(sorted({'torch', 'xgboost', 'shap', 'torch_geometric'}"
+            " & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
