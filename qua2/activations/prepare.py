@@ -7,8 +7,9 @@ A study applies the same activation setting on top of every weight configuration
     with qua2.quant.quantized(adapter.module, config, cache), acts.apply(adapter.module):
         images = adapter.generate(labels, seeds)
 
-Calibrating on the FP model (not per weight configuration) is what PTQ4DM does for its
-activation ranges and keeps a 500-configuration study at one calibration. Both the calibration
+Calibrating once on the FP model, not per weight configuration (PTQ4DM's reconstruction-based
+pipeline calibrates with quantized weights), keeps a 500-configuration study at one
+calibration. Both the calibration
 set and the ranges are cached in ``cache_dir`` (safetensors), keyed by everything they depend on.
 """
 
