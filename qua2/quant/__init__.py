@@ -3,6 +3,7 @@
 Public API::
 
     quantize_weight(weight, method, bits, **options) -> QuantizedWeight
+    quantize_layers({name: weight}, options) -> {name: {option: QuantizedWeight}}
     OptionCache.build(module, space, directory, layers=None) -> OptionCache
     cache.option_stats(layer, option) / cache.dequantized(layer, option)
     with quantized(module, config, cache): ...
@@ -20,6 +21,7 @@ from qua2.quant.apply import (
     quantized,
     validate_config,
 )
+from qua2.quant.batch import quantize_layers
 from qua2.quant.cache import OptionCache
 from qua2.quant.cache_build import BuildReport
 from qua2.quant.cache_index import OptionStats
@@ -55,6 +57,7 @@ __all__ = [
     "load_packed",
     "pack_codes",
     "packed_nbytes",
+    "quantize_layers",
     "quantize_options",
     "quantize_weight",
     "quantized",
