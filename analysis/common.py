@@ -1,0 +1,241 @@
+"""Shared helpers of the analysis scripts: reading a study directory, bootstrap intervals,
+figures and Markdown tables.
+
+Everything here reads files a study wrote (``study.yaml``, ``study.sqlite``, ``graph.json``,
+``reference/fp_metrics.json``, the CSV/JSON of later stages); nothing loads a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qua2.plots import save_figure
+from qua2.specs import QuantOption
+from qua2.study.results import results_frame
+from qua2.study.study import Study
+
+LAYER_PREFIX = "layer:"
+
+
+# --------------------------------------------------------------------------- study directory
+@dataclass
+class StudyDir:
+    """A study directory opened for reading: its config, its done rows and its labels."""
+
+    study: Study
+    frame: pd.DataFrame  # done rows of results_frame(study), with per-layer option columns
+
+    @classmethod
+    def open(cls, directory: str | Path) -> StudyDir:
+        study = Study.open(directory)
+        if not study.path("study.sqlite").exists():
+            frame = pd.DataFrame(columns=["id", "kind", "status", "avg_bits"])
+        else:
+            frame = results_frame(study)
+        done = frame[frame["status"] == "done"].reset_index(drop=True)
+        return cls(study, done)
+
+    # ------------------------------------------------------------------ names and counts
+    @property
+    def directory(self) -> Path:
+        return self.study.directory
+
+    @property
+    def name(self) -> str:
+        return self.study.config.name
+
+    @property
+    def primary(self) -> str:
+        return self.study.config.metrics.primary
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.study.config.metrics.lower_is_better
+
+    def done(self, kind: str) -> pd.DataFrame:
+        """Done rows of one kind (``random``, ``uniform``, ``sweep`` …)."""
+        return self.frame[self.frame["kind"] == kind].reset_index(drop=True)
+
+    @property
+    def planned_random(self) -> int:
+        return self.study.config.config_sampler.num_configs
+
+    @property
+    def partial(self) -> bool:
+        """Fewer random configs done than the study YAML asks for."""
+        return len(self.done("random")) < self.planned_random
+
+    def describe(self) -> str:
+        """``digits-dit: 175 of 300 random configs (PARTIAL), 6 uniform, 0 sweep``."""
+        counts = self.frame["kind"].value_counts()
+        state = " (PARTIAL)" if self.partial else ""
+        extra = ", ".join(f"{int(counts.get(k, 0))} {k}" for k in ("uniform", "sweep"))
+        return (f"{self.name}: {int(counts.get('random', 0))} of {self.planned_random} random "
+                f"configs{state}, {extra}")
+
+    # ------------------------------------------------------------------ layers and options
+    @cached_property
+    def graph(self) -> Any:
+        """The stored operation graph (``graph.json``), or ``None``."""
+        data = self.read_json("graph.json")
+        if data is None:
+            return None
+        from qua2.graph.opgraph import OpGraph
+
+        return OpGraph.from_dict(data)
+
+    @cached_property
+    def layers(self) -> list[str]:
+        """Quantizable layers in execution order (graph order, then any others)."""
+        columns = [c[len(LAYER_PREFIX):] for c in self.frame.columns
+                   if c.startswith(LAYER_PREFIX)]
+        ordered = self.graph.layers() if self.graph is not None else []
+        return list(dict.fromkeys([*ordered, *columns]))
+
+    @cached_property
+    def layer_labels(self) -> pd.DataFrame:
+        """One row per layer: role (op type), component, op_type, block, block_index, stage."""
+        from qua2.explain.grouping import layer_table
+
+        return layer_table(self.layers, self.graph)
+
+    def option_keys(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """``[configs × layers]`` option keys (``fp`` where a layer stays in full precision)."""
+        columns = [LAYER_PREFIX + layer for layer in self.layers]
+        keys = rows.reindex(columns=columns).fillna("fp")
+        keys.columns = self.layers
+        keys.index = rows["id"].to_numpy()
+        return keys
+
+    @cached_property
+    def options(self) -> list[QuantOption]:
+        return list(self.study.config.search_space.build().options)
+
+    # ------------------------------------------------------------------ quality
+    def quality(self, rows: pd.DataFrame) -> np.ndarray:
+        """The study's objective (higher is better: −FID − λ·bits for digits studies)."""
+        return rows["objective"].to_numpy(dtype=float)
+
+    @cached_property
+    def fp_metrics(self) -> dict[str, float]:
+        return self.read_json("reference", "fp_metrics.json") or {}
+
+    # ------------------------------------------------------------------ artifacts
+    def read_json(self, *parts: str) -> Any:
+        path = self.directory.joinpath(*parts)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def read_csv(self, *parts: str, **kwargs: Any) -> pd.DataFrame | None:
+        path = self.directory.joinpath(*parts)
+        if not path.is_file() or path.stat().st_size == 0:
+            return None
+        return pd.read_csv(path, **kwargs)
+
+
+def parse_option(key: str) -> QuantOption | None:
+    """``uaq-w3`` → ``QuantOption``; ``fp`` → ``None``."""
+    return None if key == "fp" else QuantOption.parse(key)
+
+
+# --------------------------------------------------------------------------- statistics
+def bootstrap(n: int, statistic: Callable[[np.ndarray], Any], rounds: int = 2000,
+              seed: int = 0) -> np.ndarray:
+    """``statistic(indices)`` on ``rounds`` resamples (with replacement) of ``range(n)``."""
+    rng = np.random.default_rng(seed)
+    return np.asarray([statistic(rng.integers(0, n, n)) for _ in range(rounds)], dtype=float)
+
+
+def interval(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval over the first axis of bootstrap ``samples``."""
+    tail = 100 * (1 - level) / 2
+    return (np.nanpercentile(samples, tail, axis=0),
+            np.nanpercentile(samples, 100 - tail, axis=0))
+
+
+def weighted_means(sums: np.ndarray, counts: np.ndarray, rounds: int = 2000, seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ratio means ``Σ sums / Σ counts`` over configs (first axis) and their bootstrap 95%
+    interval, resampling configs: ``sums`` and ``counts`` are ``[configs, cells]``."""
+    estimate = sums.sum(axis=0) / np.maximum(counts.sum(axis=0), 1e-12)
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(len(sums), np.full(len(sums), 1 / len(sums)), size=rounds)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        samples = (weights @ sums) / (weights @ counts)
+    low, high = interval(samples)
+    estimate = np.where(counts.sum(axis=0) > 0, estimate, np.nan)
+    return estimate, low, high
+
+
+# --------------------------------------------------------------------------- output
+def figure(width: float, height: float) -> Any:
+    """A constrained-layout matplotlib Figure with an Agg canvas (no pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig: Any, path: Path, written: list[Path]) -> None:
+    save_figure(fig, path)
+    written.append(path)
+
+
+def write_csv(frame: pd.DataFrame, path: Path, written: list[Path]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    written.append(path)
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number for a Markdown cell (``–`` for missing)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return f"{float(value):.{digits}g}"
+
+
+def ci(value: float, low: float, high: float, digits: int = 3) -> str:
+    """``1.23 [0.98, 1.51]``."""
+    if low is None or not np.isfinite(low):
+        return fmt(value, digits)
+    return f"{fmt(value, digits)} [{fmt(low, digits)}, {fmt(high, digits)}]"
+
+
+def markdown_table(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
+    """A plain Markdown table of ``frame`` (cells already formatted or numbers)."""
+    columns = list(columns or frame.columns)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for _, row in frame.iterrows():
+        lines.append("| " + " | ".join(
+            row[c] if isinstance(row[c], str) else fmt(row[c]) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def argument_parser(description: str) -> argparse.ArgumentParser:
+    """``STUDY_DIR [STUDY_DIR …] --out DIR`` plus the script's own flags."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("studies", nargs="+", metavar="STUDY_DIR", help="study directories")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--rounds", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    return parser
+
+
+def report_written(out: Path, written: list[Path]) -> None:
+    """Print where everything went (one line per file, relative to ``out``)."""
+    print(f"wrote {len(written)} files to {out}:")
+    for path in written:
+        print(f"  {path.relative_to(out) if path.is_relative_to(out) else path}")
