@@ -35,6 +35,9 @@ def pareto_figure(study: Any, sampled: pd.DataFrame, verified: pd.DataFrame) -> 
     left.set_title(f"sampled configs ({study.config.images_per_config} images each)")
     fp_value = _fp_value(verified, primary)
     right.axhline(fp_value, color="black", lw=1, ls="--", label="FP")
+    anchors = verified[verified["kind"] == "anchor"]
+    right.scatter(anchors["avg_bits"], anchors[primary], marker="s", color=COLOURS["uniform"],
+                  facecolors="none", label="uniform anchors")
     for name, group in verified.dropna(subset=["budget"]).groupby("name"):
         errors = [group[primary] - group[f"{primary}_lo"], group[f"{primary}_hi"] - group[primary]]
         right.errorbar(group["avg_bits"], group[primary], yerr=errors, fmt="o", capsize=3,

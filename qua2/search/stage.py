@@ -31,9 +31,9 @@ CANDIDATES_FILE = ("search", "candidates.json")
 class Candidate:
     """One configuration proposed for a budget."""
 
-    budget: float
-    name: str  # e.g. "qua2-1", "uniform", "mixdq-ip"
-    kind: str  # "qua2" or "baseline"
+    budget: float | None  # None: a reference verified once for all budgets (uniform anchors)
+    name: str  # e.g. "qua2-1", "uniform", "mixdq-ip", "anchor-uaq-w4"
+    kind: str  # "qua2", "baseline" or "anchor"
     config: QuantConfig
     avg_bits: float
     predicted: float | None = None
@@ -137,7 +137,11 @@ def stage_search(study: Study, predict: Predictor | None, cache: Any,
     """Candidates for every budget; written to ``search/candidates.json``."""
     table = cost_table(study, cache)
     low, _ = table.bits_range()
-    candidates: list[Candidate] = []
+    # Every uniform config is verified once as a reference row: uniform 4-bit costs slightly
+    # more than 4.0 bits with its overheads, so no budget ≤ 4 would otherwise show it.
+    candidates = [Candidate(None, f"anchor-{o.key}", "anchor", table.to_config(np.full(len(
+        table.layers), i)), table.avg_bits(np.full(len(table.layers), i)))
+        for i, o in enumerate(table.options)]
     for budget in budgets:
         if budget < low:
             print(f"qua2: skipping budget {budget:g}: the smallest configuration of this search "

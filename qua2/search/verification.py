@@ -48,7 +48,8 @@ def verification_table(study: Study, candidates: list[Candidate],
     rows = []
     for candidate in candidates:
         verified = by_id[candidate.config.digest()]
-        rows.append(_row(candidate.budget, candidate.name, candidate.kind,
+        budget = math.nan if candidate.budget is None else candidate.budget
+        rows.append(_row(budget, candidate.name, candidate.kind,
                          candidate.config.digest(), verified, metrics, candidate.predicted))
     fp = by_id["fp"]
     rows.append(_row(math.nan, "fp", "reference", "fp", fp, metrics, None))
@@ -73,15 +74,17 @@ def markdown_tables(study: Study, table: pd.DataFrame) -> str:
     shown = [m for m in (primary, "class_accuracy", "clip_score", "psnr", "ssim") if m in table]
     lines = [f"Verified on {study.config.verification_images} held-out images per config; "
              "intervals are 95% paired-bootstrap percentile intervals.", ""]
-    fp = table[table["name"] == "fp"].iloc[0]
-    lines.append("FP reference: " + ", ".join(_cell(fp, m) for m in shown))
-    for budget, group in table.dropna(subset=["budget"]).groupby("budget"):
-        lines += ["", f"### Budget ≤ {budget:g} average bits", "",
+    groups = [("Full precision and uniform anchors", table[table["budget"].isna()])]
+    groups += [(f"Budget ≤ {budget:g} average bits", group)
+               for budget, group in table.dropna(subset=["budget"]).groupby("budget")]
+    for title, group in groups:
+        lines += ["", f"### {title}", "",
                   "| config | kind | avg bits | " + " | ".join(shown) + " |",
                   "|---|---|---|" + "---|" * len(shown)]
         for _, row in group.sort_values(primary, ascending=ascending).iterrows():
+            bits = "16 (FP)" if row["kind"] == "reference" else f"{row['avg_bits']:.3f}"
             cells = " | ".join(_cell(row, m) for m in shown)
-            lines.append(f"| {row['name']} | {row['kind']} | {row['avg_bits']:.3f} | {cells} |")
+            lines.append(f"| {row['name']} | {row['kind']} | {bits} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
