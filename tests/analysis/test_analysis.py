@@ -1,0 +1,155 @@
+"""The analysis scripts on synthetic studies whose true sensitivities and method preferences
+are known (``qua2.surrogates.synthetic``: attention prefers kmeans_c, feed-forwards uaq,
+kmeans_a is worst everywhere; the patch layers are the most sensitive)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from analysis import compare_studies, insights, method_stats, surrogate_quality
+from analysis.attribution import group_importance, load_attribution, option_preference
+from analysis.common import StudyDir
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def sd(synthetic_dir):
+    return StudyDir.open(synthetic_dir)
+
+
+def test_study_dir_reads_rows_labels_and_partial_state(sd):
+    assert len(sd.done("random")) == 160 and len(sd.done("uniform")) == 6
+    assert not sd.partial and "PARTIAL" not in sd.describe()
+    assert set(sd.layer_labels["component"]) >= {"self_attn", "ff", "patch_in", "patch_out"}
+    keys = sd.option_keys(sd.done("random"))
+    assert keys.shape == (160, len(sd.layers)) and not (keys == "fp").any().any()
+    partial = StudyDir(sd.study, sd.frame.iloc[:40])
+    assert partial.partial and "(PARTIAL)" in partial.describe()
+
+
+def test_attribution_without_fit_uses_an_in_memory_ridge(sd):
+    att = load_attribution(sd)
+    assert "ridge fitted in memory" in att.source
+    assert att.values.shape == (160, len(sd.layers))
+    roles = group_importance(att, "role", rounds=200)
+    assert roles["group"].iloc[0] in ("patch_out", "patch_in")
+    assert (roles["lo"] <= roles["mean_abs_shap"]).all()
+    assert (roles["mean_abs_shap"] <= roles["hi"]).all()
+
+
+def test_option_preference_recovers_the_known_method_preferences(sd):
+    pref = option_preference(load_attribution(sd), "component", rounds=200)
+    best = pref[pref["bits"] == 3].sort_values("mean_shap").groupby("group").last()["method"]
+    assert best["self_attn"] == "kmeans_c"
+    assert best["ff"] == "uaq"
+
+
+def test_method_regression_recovers_kmeans_a_as_the_worst_method(sd):
+    random = sd.done("random")
+    effects = method_stats.effect_table(method_stats.shares(sd, random), sd.quality(random),
+                                        rounds=300).set_index("contrast")
+    assert effects.loc["kmeans_a vs uaq", "hi"] < 0
+    assert effects.loc["kmeans_c vs uaq", "lo"] > effects.loc["kmeans_a vs uaq", "hi"]
+    assert effects.loc["kmeans_a vs uaq @ 3 bits", "effect"] < \
+        effects.loc["kmeans_a vs uaq @ 4 bits", "effect"]  # 3-bit damage is larger
+    assert {"k-means (any) vs uaq", method_stats.EQUAL_BITS} <= set(effects.index)
+
+
+def test_anchors_fall_back_to_the_sampled_uniform_rows(sd):
+    anchors = method_stats.anchors(sd)
+    assert len(anchors) == 6 and set(anchors["source"]) == {"sampled"}
+    assert anchors["lo"].isna().all()
+    assert set(anchors["method"]) == {"uaq", "kmeans_c", "kmeans_a"}
+
+
+def test_insights_writes_figures_tables_and_summary(sd, synthetic_dir, tmp_path, capsys):
+    assert insights.main([str(synthetic_dir), "--out", str(tmp_path), "--rounds", "200"]) == 0
+    out = tmp_path / "synthetic"
+    for name in ("sensitivity_by_block", "sensitivity_by_op_type", "option_preference",
+                 "pareto"):
+        assert (out / f"{name}.png").stat().st_size > 10_000, name
+        assert (out / f"{name}.csv").exists(), name
+    blocks = pd.read_csv(out / "sensitivity_by_block.csv")
+    assert "loss" in blocks  # the sweep rows give a measured loss per block
+    assert blocks[["mean_abs_shap", "loss"]].corr(method="spearman").iloc[0, 1] > 0.5
+    summary = json.loads((out / "insights.json").read_text())
+    assert summary["partial"] is False and summary["verified"] is None
+    text = (out / "insights.md").read_text()
+    assert "Most sensitive op types" in text and "conditional on the fitted surrogate" in text
+    assert "wrote 10 files" in capsys.readouterr().out
+
+
+def test_insights_prefer_the_explain_csv_when_it_exists(fitted_dir):
+    att = load_attribution(StudyDir.open(fitted_dir))
+    assert att.source.startswith("explain/ridge/shap_values.csv")
+    fitted = load_attribution(StudyDir.open(fitted_dir), "xgb")  # fitted, not explained
+    assert fitted.source.startswith("surrogates/xgb")
+
+
+def test_compare_studies_reports_each_study_and_cannot_test_with_two_dits(
+        synthetic_dir, fitted_dir, tmp_path, capsys):
+    assert compare_studies.main([str(synthetic_dir), str(fitted_dir), "--out", str(tmp_path),
+                                 "--rounds", "200"]) == 0
+    for name in ("method_effect", "method_share_bins", "uniform_anchors", "sensitivity_top"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000, name
+    summary = json.loads((tmp_path / "compare.json").read_text())
+    assert summary["claim"].startswith("Cannot test the claim")
+    names = [k for k in summary if k != "claim"]
+    assert len(names) == 2 and len(set(names)) == 2  # two studies named "synthetic"
+    assert all(summary[n]["architecture"] == "DiT" for n in names)
+    assert "Cannot test the claim" in capsys.readouterr().out
+
+
+def _result(arch: str, low: float, high: float, partial: bool = False) -> dict:
+    effects = pd.DataFrame([{"contrast": "k-means (any) vs uaq", "method": "kmeans",
+                             "bits": "all", "effect": (low + high) / 2, "lo": low, "hi": high,
+                             "n": 100}])
+    return {"arch": arch, "effects": effects, "sd": SimpleNamespace(partial=partial)}
+
+
+def test_claim_is_stated_honestly_either_way():
+    holds = {"a": _result("DiT", 0.5, 2.0), "b": _result("U-Net", -3.0, -1.0)}
+    assert compare_studies.claim(holds).startswith("The claim holds")
+    reversed_ = {"a": _result("DiT", -3.0, -1.0), "b": _result("U-Net", 0.5, 2.0)}
+    assert compare_studies.claim(reversed_).startswith("The claim is not supported")
+    unclear = {"a": _result("DiT", -1.0, 2.0), "b": _result("U-Net", -3.0, -1.0, True)}
+    text = compare_studies.claim(unclear)
+    assert "not supported" in text and "no clear preference" in text and "PARTIAL" in text
+
+
+def test_architecture_from_the_graph_stages(sd):
+    assert compare_studies.architecture(sd) == "DiT"
+    nodes = sd.graph.nodes.copy()
+    nodes.loc[nodes.index[:3], "stage"] = "down"
+    unet = SimpleNamespace(graph=SimpleNamespace(nodes=nodes))
+    assert compare_studies.architecture(unet) == "U-Net"
+
+
+def test_surrogate_quality_from_the_fit_reports(fitted_dir, synthetic_dir, tmp_path, capsys):
+    assert surrogate_quality.main([str(fitted_dir), str(synthetic_dir), "--out", str(tmp_path),
+                                   "--rounds", "100"]) == 0
+    table = pd.read_csv(tmp_path / "surrogate_quality.csv")
+    assert list(table["surrogate"]) == ["ridge", "xgb"]
+    assert (table["spearman_mean"] > 0.6).all()
+    assert (table["pooled_rho_lo"] <= table["pooled_rho"]).all()
+    for name in ("rank_metrics", "learning_curves"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+    text = (tmp_path / "surrogate_quality.md").read_text()
+    assert "Skipped" in text and str(synthetic_dir) in text
+    assert "run `qua2 fit" in capsys.readouterr().err
+
+
+def test_surrogate_quality_script_runs_standalone_and_fails_clearly(synthetic_dir, tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "analysis" / "surrogate_quality.py"),
+                             str(synthetic_dir), "--out", str(tmp_path)],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 2
+    assert "none of the studies has been fitted" in result.stderr
