@@ -72,8 +72,10 @@ def markdown_tables(study: Study, table: pd.DataFrame) -> str:
     primary = study.config.metrics.primary
     ascending = study.config.metrics.lower_is_better
     shown = [m for m in (primary, "class_accuracy", "clip_score", "psnr", "ssim") if m in table]
+    activations = study.precision_label
     lines = [f"Verified on {study.config.verification_images} held-out images per config; "
-             "intervals are 95% paired-bootstrap percentile intervals.", ""]
+             "intervals are 95% paired-bootstrap percentile intervals. Activations: "
+             f"{activations} (the bits columns are the weights': W<bits>{activations}).", ""]
     groups = [("Full precision and uniform anchors", table[table["budget"].isna()])]
     groups += [(f"Budget ≤ {budget:g} average bits", group)
                for budget, group in table.dropna(subset=["budget"]).groupby("budget")]

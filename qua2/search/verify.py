@@ -74,7 +74,7 @@ def score_with_intervals(scorer: Any, images: torch.Tensor, reference: Reference
 def verify(study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]],
            cache: Any, rounds: int = 200, seed: int = 0) -> list[Verified]:
     """Evaluate ``{name: (kind, config)}`` on the verification seeds (``None`` = FP model)."""
-    from qua2.quant import average_bits, quantized
+    from qua2.quant import average_bits
 
     reference = get_reference(study, "verification")
     scorer = build_scorer(study)
@@ -84,7 +84,7 @@ def verify(study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]
         if config is None:
             images, bits = reference.images, None
         else:
-            with quantized(study.adapter.module, config, cache):
+            with study.quantized(config, cache):
                 images = study.generate(reference.seeds, noise=reference.noise)
             bits = average_bits(config, cache)
         metrics, intervals = score_with_intervals(scorer, images, reference, resamples)

@@ -109,6 +109,9 @@ class StudyConfig:
     search_space: SearchSpaceSection = field(default_factory=SearchSpaceSection)
     config_sampler: ConfigSamplerSection = field(default_factory=ConfigSamplerSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    # Activation quantization on top of every weight config (qua2.activations.ActivationSetting
+    # keys, e.g. {bits: 8, mode: static, calibration: ndtc}); null: activations stay FP.
+    activations: dict[str, Any] | None = None
     workers: int = 1
     threads_per_worker: int | None = None
     version: int = STUDY_FORMAT_VERSION
@@ -129,6 +132,15 @@ class StudyConfig:
                 f"version {STUDY_FORMAT_VERSION}."
             )
         self.search_space.build()  # validates methods × bits × group sizes
+        self.activation_setting()  # validates the activation keys
+
+    def activation_setting(self) -> Any:
+        """The :class:`~qua2.activations.ActivationSetting` of the study, or None."""
+        if self.activations is None:
+            return None
+        from qua2.activations import ActivationSetting
+
+        return ActivationSetting.from_dict(self.activations)
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(dataclasses.asdict(self))

@@ -52,14 +52,14 @@ class Evaluator:
         self.scorer = scorer or build_scorer(study)
 
     def evaluate(self, config: QuantConfig, keep_images: bool = False) -> Evaluation:
-        from qua2.quant import average_bits, quantized
+        from qua2.quant import average_bits
 
         result = Evaluation()
         clock = time.perf_counter
         try:
             result.avg_bits = average_bits(config, self.cache)
             started = clock()
-            with quantized(self.study.adapter.module, config, self.cache):
+            with self.study.quantized(config, self.cache):
                 applied = clock()
                 images = self.study.generate(self.reference.seeds, noise=self.reference.noise)
                 generated = clock()

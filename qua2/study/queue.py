@@ -82,4 +82,5 @@ def environment(study: Study) -> dict[str, Any]:
     return {"qua2": __version__, "torch": torch.__version__, **versions,
             "python": platform.python_version(), "platform": platform.platform(),
             "device": str(study.device), "seeds": study.config.to_dict()["seeds"],
+            "activations": study.config.activations,
             "git_commit": commit}

@@ -9,6 +9,8 @@ full-precision reference (DESIGN.md).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,36 @@ class Study:
         dtype = getattr(torch, model.dtype)
         adapter.module.to(device=self.device, dtype=dtype)
         return adapter
+
+    @cached_property
+    def activations(self) -> Any:
+        """The study's prepared activation quantization (calibrated once, cached), or None."""
+        setting = self.config.activation_setting()
+        if setting is None:
+            return None
+        from qua2.activations import prepare_activations
+
+        count = setting.calibration_size
+        return prepare_activations(
+            self.adapter, setting, layers=self.adapter.quantizable_layers(),
+            conditions=self.conditions(count), cache_dir=self.directory / "calibration",
+            steps=self.config.sampler.steps, seed=self.config.seeds.sampling)
+
+    @property
+    def precision_label(self) -> str:
+        """``A16`` (FP activations) or the activation setting's label, e.g. ``A8-ndtc``."""
+        return "A16" if self.activations is None else self.activations.label
+
+    @contextlib.contextmanager
+    def quantized(self, config: Any, cache: Any) -> Iterator[None]:
+        """Weights of ``config`` from ``cache`` and the study's activation setting, together."""
+        from qua2.quant import quantized
+
+        with contextlib.ExitStack() as stack:
+            if self.activations is not None:
+                stack.enter_context(self.activations.apply(self.adapter.module))
+            stack.enter_context(quantized(self.adapter.module, config, cache))
+            yield
 
     # ------------------------------------------------------------------ common random numbers
     def conditions(self, count: int) -> list[Any]:

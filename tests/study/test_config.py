@@ -53,3 +53,20 @@ def test_defaults_are_the_paper_search_space():
     space = StudyConfig().search_space.build()
     assert {o.key for o in space} == {
         "uaq-w3", "uaq-w4", "kmeans_c-w3", "kmeans_c-w4", "kmeans_a-w3", "kmeans_a-w4"}
+
+
+@pytest.mark.parametrize(
+    ("activations", "message"),
+    [({"bits": 12}, "activation bits must be an integer from 4 to 8"),
+     ({"bits": 8, "mode": "static", "calibration": "magic"}, "unknown calibration method"),
+     ({"bitz": 8}, r"unknown key\(s\) \['bitz'\]")],
+)
+def test_activation_settings_are_validated(activations, message):
+    with pytest.raises(Qua2Error, match=message):
+        study_config_from_dict({"activations": activations})
+
+
+def test_activation_setting_label():
+    config = study_config_from_dict({"activations": {"bits": 6}})
+    assert config.activation_setting().label == "A6"
+    assert StudyConfig().activation_setting() is None

@@ -1,0 +1,136 @@
+"""End to end on a tiny digits study: stages, resumption after kill -9, parallel workers."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from qua2.cli import main
+from qua2.study.pipeline import RunOptions, run_study
+from qua2.study.results import results_frame, status_summary
+from qua2.study.store import Store
+from qua2.study.study import Study
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    from tests.study.conftest import TINY_STUDY
+
+    root = tmp_path_factory.mktemp("study")
+    (root / "tiny.yaml").write_text(TINY_STUDY)
+    stages = ["model", "reference", "graph", "cache", "anchors", "sample"]
+    return run_study(root / "tiny.yaml", root / "out", stages=stages)
+
+
+def test_every_config_evaluated_once(finished_study):
+    frame = results_frame(finished_study)
+    assert frame["status"].eq("done").all(), frame[["kind", "status", "error"]]
+    assert frame.groupby("kind").size().to_dict() == {"random": 6, "uniform": 4}
+    assert frame["id"].is_unique
+
+
+def test_fp_reference_and_paired_metrics(finished_study):
+    import json
+
+    fp = json.loads(finished_study.path("reference", "fp_metrics.json").read_text())
+    assert math.isinf(fp["psnr"]) and fp["ssim"] == pytest.approx(1.0)
+    assert finished_study.path("reference", "fp_samples.png").stat().st_size > 1000
+    frame = results_frame(finished_study).set_index("id")
+    uniform = frame[frame["kind"] == "uniform"]
+    bits = uniform["avg_bits"]
+    assert bits.between(2.9, 4.6).all()
+    low = uniform[bits < 3.5]["psnr"].mean()
+    high = uniform[bits >= 3.5]["psnr"].mean()
+    assert math.isfinite(low) and high > low  # 4-bit weights stay closer to FP than 3-bit
+
+
+def test_status_and_results_commands(finished_study, capsys, tmp_path):
+    summary = status_summary(finished_study)
+    assert summary["counts"] == {"done": 10}
+    assert summary["best"]["objective"] == max(results_frame(finished_study)["objective"])
+    assert main(["results", str(finished_study.directory), "--csv",
+                 "--out", str(tmp_path / "r.csv")]) == 0
+    header = (tmp_path / "r.csv").read_text().splitlines()[0]
+    assert "digits_fid" in header and "layer:pos_embed.proj" in header
+    assert main(["status", str(finished_study.directory), "--json"]) == 0
+    assert '"done": 10' in capsys.readouterr().out
+
+
+def test_sample_more_with_two_workers(finished_study):
+    assert main(["sample", str(finished_study.directory), "-n", "4", "--workers", "2",
+                 "--threads", "1"]) == 0
+    with Store(finished_study.path("study.sqlite")) as store:
+        rows = store.rows(kind="random")
+    assert len(rows) == 10 and all(r.status == "done" for r in rows)
+    assert len({r.id for r in rows}) == 10
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_then_resume(tiny_study_yaml, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "qua2", "run", str(tiny_study_yaml), "--out", str(out),
+               "-n", "30", "--stages", "model", "reference", "cache", "sample"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.time() + 600
+    done_before = 0
+    while time.time() < deadline and process.poll() is None:
+        time.sleep(0.5)
+        if (out / "study.sqlite").exists():
+            with Store(out / "study.sqlite") as store:
+                done_before = store.counts()["done"]
+            if done_before >= 3:
+                break
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert done_before >= 3, "the run never got going"
+    with Store(out / "study.sqlite") as store:
+        first = {r.id: r for r in store.rows(status="done")}
+    assert 3 <= len(first) < 30
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with Store(out / "study.sqlite") as store:
+        rows = store.rows(kind="random")
+    assert len(rows) == 30 and all(r.status == "done" for r in rows)
+    for row in rows:  # what was done before the kill was kept, not evaluated again
+        if row.id in first:
+            assert row.metrics == first[row.id].metrics
+    assert Study.open(out).config.config_sampler.num_configs == 6  # the YAML, not the override
+
+
+def test_rerun_same_directory_is_a_no_op(finished_study, tiny_study_yaml):
+    before = results_frame(finished_study)
+    run_study(tiny_study_yaml, finished_study.directory, RunOptions(),
+              stages=["anchors", "sample"])
+    after = results_frame(finished_study)
+    assert len(after) == len(before)
+
+
+def test_activation_setting_applies_on_top_of_weights(finished_study, tmp_path):
+    """The same config scored with dynamic A4 activations must move away from W-only."""
+    import dataclasses
+
+    from qua2.specs import QuantConfig
+    from qua2.study.evaluate import Evaluator
+    from qua2.study.option_cache import open_option_cache
+
+    config = finished_study.config
+    with_acts = dataclasses.replace(config, activations={"bits": 4, "mode": "dynamic"})
+    acts_study = Study.create(with_acts, tmp_path / "acts")
+    row = results_frame(finished_study).query("kind == 'uniform'").iloc[0]
+    quant = QuantConfig.from_dict(Store(finished_study.path("study.sqlite")).get(row["id"]).config)
+    weights_only = Evaluator(finished_study, open_option_cache(finished_study)).evaluate(quant)
+    acts_study.__dict__["adapter"] = finished_study.adapter  # same model object, no reload
+    both = Evaluator(acts_study, open_option_cache(finished_study)).evaluate(quant)
+    assert acts_study.precision_label == "A4"
+    assert weights_only.metrics["psnr"] == pytest.approx(row["psnr"])
+    assert both.metrics["psnr"] < weights_only.metrics["psnr"]
+    # The module is back to FP afterwards: the FP reference reproduces bit-exactly.
+    again = finished_study.generate(finished_study.sampling_seeds())
+    from qua2.study.reference import get_reference
+
+    assert torch.equal(again, get_reference(finished_study).images)
