@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.common import StudyDir, bootstrap, interval, weighted_means
+from qua2.errors import Qua2Error
 
 EXACT = ("xgb", "ridge")
 
@@ -56,6 +57,9 @@ def load_attribution(sd: StudyDir, surrogate: str | None = None) -> Attribution:
                                 target)
     for kind in _preference(surrogate, [k for k in fitted if k in EXACT], report.get("best")):
         return _in_memory(sd, kind)
+    if surrogate is not None:
+        raise Qua2Error(f"{sd.directory} has no SHAP values of {surrogate!r}: run `qua2 explain "
+                        f"{sd.directory} --surrogate {surrogate}` (after `qua2 fit`) first.")
     return _in_memory(sd, None)
 
 
@@ -87,8 +91,8 @@ def _in_memory(sd: StudyDir, kind: str | None) -> Attribution:
     target = data.target()
     rows = data.cv_rows(target)
     if len(rows) < 10:
-        raise SystemExit(f"{sd.directory}: only {len(rows)} random configs are done; need at "
-                         "least 10 for an attribution.")
+        raise Qua2Error(f"{sd.directory}: only {len(rows)} random configs are done; an "
+                        "attribution needs at least 10 (run `qua2 sample DIR -n N`).")
     if kind is not None:
         model = load_fitted(sd.study, kind)
         source = f"surrogates/{kind} (fitted by qua2 fit), explained in memory"

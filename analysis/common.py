@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -232,6 +233,17 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     return parser
+
+
+def run_main(main: Callable[[list[str] | None], int]) -> int:
+    """Run a script's ``main``; bad input (a ``Qua2Error``) becomes one line and exit code 2."""
+    from qua2.errors import Qua2Error
+
+    try:
+        return main(None)
+    except Qua2Error as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 def report_written(out: Path, written: list[Path]) -> None:

@@ -40,9 +40,11 @@ from analysis.common import (
     ci,
     markdown_table,
     report_written,
+    run_main,
     save,
     write_csv,
 )
+from qua2.errors import Qua2Error
 
 TRANSFORMER_FAMILIES = ("dit", "pixart", "hunyuan", "sd3", "flux")
 
@@ -60,8 +62,8 @@ def analyse(sd: StudyDir, rounds: int, seed: int) -> dict[str, Any]:
     """Every table of one study (see the module docstring)."""
     random = sd.done("random")
     if len(random) < 10:
-        raise SystemExit(f"{sd.directory}: only {len(random)} random configs are done; the "
-                         "comparison needs at least 10.")
+        raise Qua2Error(f"{sd.directory}: only {len(random)} random configs are done; the "
+                        "comparison needs at least 10.")
     table = stats.shares(sd, random)
     y = sd.quality(random)
     att = load_attribution(sd)
@@ -187,4 +189,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

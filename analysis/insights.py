@@ -30,7 +30,6 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make ``analysis`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np
 import pandas as pd
 
 from analysis import insight_figures as figs
@@ -46,6 +45,7 @@ from analysis.common import (
     ci,
     markdown_table,
     report_written,
+    run_main,
     save,
     write_csv,
 )
@@ -196,5 +196,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    np.seterr(invalid="ignore")
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

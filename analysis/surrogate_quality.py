@@ -36,6 +36,7 @@ from analysis.common import (
     interval,
     markdown_table,
     report_written,
+    run_main,
     save,
     write_csv,
 )
@@ -210,4 +211,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -147,6 +147,22 @@ def test_surrogate_quality_from_the_fit_reports(fitted_dir, synthetic_dir, tmp_p
     assert "run `qua2 fit" in capsys.readouterr().err
 
 
+def test_too_few_configs_or_an_unexplained_surrogate_is_one_clear_error(tmp_path, monkeypatch,
+                                                                        capsys, synthetic_dir):
+    from analysis.common import run_main
+    from qua2.surrogates.synthetic import make_synthetic_study
+
+    study, _ = make_synthetic_study(tmp_path / "tiny", n_random=5, n_blocks=1, sweep=False)
+    monkeypatch.setattr(sys, "argv", ["insights.py", str(study.directory), "--out",
+                                      str(tmp_path / "out")])
+    assert run_main(insights.main) == 2
+    assert "only 5 random configs are done" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["insights.py", str(synthetic_dir), "--out",
+                                      str(tmp_path / "out"), "--surrogate", "gnn"])
+    assert run_main(insights.main) == 2
+    assert "qua2 explain" in capsys.readouterr().err
+
+
 def test_surrogate_quality_script_runs_standalone_and_fails_clearly(synthetic_dir, tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "analysis" / "surrogate_quality.py"),
                              str(synthetic_dir), "--out", str(tmp_path)],
