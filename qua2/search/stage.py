@@ -126,6 +126,9 @@ def budget_candidates(study: Study, table: CostTable, predict: Predictor | None,
     sensitivity = sweep_sensitivity(study, table)
     if sensitivity is not None:
         add("mixdq-ip", "baseline", mixdq_ip(sensitivity, table, budget))
+    from qua2.search.qua2sedimo import composed_choice
+
+    add("qua2sedimo", "baseline", composed_choice(study, table, budget))
     randoms = random_at_budget(table, budget, random_count, seed=int(budget * 100))
     for i, choice in enumerate(randoms):
         add(f"random-{i + 1}", "baseline", choice)

@@ -134,3 +134,33 @@ def test_activation_setting_applies_on_top_of_weights(finished_study, tmp_path):
     from qua2.study.reference import get_reference
 
     assert torch.equal(again, get_reference(finished_study).images)
+
+
+def test_qua2sedimo_composition_merges_best_variants_within_budget(finished_study):
+    """Merged top sub-graph variants, repaired to the budget least-sensitive-first."""
+    import numpy as np
+    import pandas as pd
+
+    from qua2.search.qua2sedimo import composed_choice
+    from qua2.search.stage import cost_table
+    from qua2.study.graph import study_graph
+    from qua2.study.option_cache import open_option_cache
+
+    table = cost_table(finished_study, open_option_cache(finished_study))
+    parts = [p for p in study_graph(finished_study).partition()
+             if set(p.layers) & set(table.layers)]
+    folder = finished_study.path("explain", "xgb", "x").parent
+    best, scores = [], []
+    for i, part in enumerate(parts):
+        layers = [n for n in part.layers if n in table.layers]
+        best.append({"subgraph": part.name, "variant": "|".join(["uaq-w4"] * len(layers))})
+        # Sub-graph 0 is by far the most sensitive: it must keep its 4-bit variant.
+        scores += [{"subgraph": part.name, "score": 0.0},
+                   {"subgraph": part.name, "score": 100.0 if i == 0 else 0.1 * i}]
+    pd.DataFrame(best).to_csv(folder / "best_variants.csv", index=False)
+    pd.DataFrame(scores).to_csv(folder / "subgraph_scores.csv", index=False)
+    choice = composed_choice(finished_study, table, 3.5)
+    assert table.avg_bits(choice) <= 3.5 + 1e-9
+    first = [table.layers.index(n) for n in parts[0].layers if n in table.layers]
+    assert {table.options[i].key for i in choice[first]} == {"uaq-w4"}
+    assert np.any([table.options[i].bits == 3 for i in choice])
