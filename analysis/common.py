@@ -76,13 +76,24 @@ class StudyDir:
         """Fewer random configs done than the study YAML asks for."""
         return len(self.done("random")) < self.planned_random
 
+    @property
+    def planned_sweep(self) -> int:
+        """Rows of a complete one-at-a-time sweep: layers × options."""
+        return len(self.layers) * len(self.options)
+
+    @property
+    def sweep_complete(self) -> bool:
+        return len(self.done("sweep")) >= self.planned_sweep
+
     def describe(self) -> str:
-        """``digits-dit: 175 of 300 random configs (PARTIAL), 6 uniform, 0 sweep``."""
+        """``digits-dit: 175 of 300 random configs (PARTIAL), 6 uniform, 12 of 234 sweep``."""
         counts = self.frame["kind"].value_counts()
         state = " (PARTIAL)" if self.partial else ""
-        extra = ", ".join(f"{int(counts.get(k, 0))} {k}" for k in ("uniform", "sweep"))
+        sweep = int(counts.get("sweep", 0))
+        sweep_text = f"{sweep} sweep" if sweep in (0, self.planned_sweep) else \
+            f"{sweep} of {self.planned_sweep} sweep"
         return (f"{self.name}: {int(counts.get('random', 0))} of {self.planned_random} random "
-                f"configs{state}, {extra}")
+                f"configs{state}, {int(counts.get('uniform', 0))} uniform, {sweep_text}")
 
     # ------------------------------------------------------------------ layers and options
     @cached_property

@@ -53,10 +53,11 @@ from analysis.common import (
 
 def sweep_by_block(sd: StudyDir) -> pd.DataFrame | None:
     """Measured one-at-a-time loss (primary metric vs FP, worse = positive) summed per block,
-    averaged over options; ``None`` without sweep rows."""
+    averaged over options; ``None`` unless the sweep is complete (a partial sweep would make
+    the blocks it has not reached look insensitive)."""
     sweep = sd.done("sweep")
     fp = sd.fp_metrics.get(sd.primary)
-    if not len(sweep) or fp is None or "tag:layer" not in sweep:
+    if not sd.sweep_complete or fp is None or "tag:layer" not in sweep:
         return None
     sign = 1.0 if sd.lower_is_better else -1.0
     loss = sign * (sweep[sd.primary].astype(float) - fp)
@@ -153,6 +154,9 @@ def _markdown(sd: StudyDir, att: Attribution, blocks: pd.DataFrame, roles: pd.Da
     lines = [f"# Insights: {sd.name}", "", f"Study `{sd.directory}` — {sd.describe()}.", ""]
     if sd.partial:
         lines += ["**Partial study**: the numbers below use only the configs done so far.", ""]
+    if len(sd.done("sweep")) and not sd.sweep_complete:
+        lines += ["The one-at-a-time sweep is incomplete, so its measured loss is not shown.",
+                  ""]
     lines += [f"SHAP values of `{att.target}` (positive = better) on {len(att.values)} random "
               f"configs; source: {att.source}. Intervals: bootstrap 95% over the explained "
               "configs, *conditional on the fitted surrogate* (they do not include the "

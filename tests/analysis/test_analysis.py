@@ -35,6 +35,14 @@ def test_study_dir_reads_rows_labels_and_partial_state(sd):
     assert partial.partial and "(PARTIAL)" in partial.describe()
 
 
+def test_a_partial_sweep_is_labelled_and_not_plotted(sd):
+    assert sd.sweep_complete and insights.sweep_by_block(sd) is not None
+    sweep = sd.frame.index[sd.frame["kind"] == "sweep"]
+    partial = StudyDir(sd.study, sd.frame.drop(sweep[10:]))
+    assert not partial.sweep_complete and insights.sweep_by_block(partial) is None
+    assert f"10 of {sd.planned_sweep} sweep" in partial.describe()
+
+
 def test_attribution_without_fit_uses_an_in_memory_ridge(sd):
     att = load_attribution(sd)
     assert "ridge fitted in memory" in att.source
