@@ -120,6 +120,7 @@ def write(results: dict[str, dict[str, Any]], out: Path) -> list[Path]:
         write_csv(frame, out / f"{file}.csv", written)
     summary = {n: {"study": str(r["sd"].directory), "architecture": r["arch"],
                    "partial": r["sd"].partial, "verdict": stats.verdict(r["effects"]),
+                   "per_method": stats.per_method(r["effects"]),
                    "random_configs": len(r["sd"].done("random")),
                    "effects": r["effects"].to_dict("records")} for n, r in results.items()}
     summary["claim"] = claim(results)
@@ -139,7 +140,8 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
         effects = r["effects"].assign(**{"Δ objective per +10 % of layers [95% CI]": [
             ci(e, lo, hi) for e, lo, hi in zip(r["effects"]["effect"], r["effects"]["lo"],
                                                 r["effects"]["hi"])]})
-        lines += [f"Verdict: **{stats.verdict(r['effects'])}**.", "",
+        lines += [f"Verdict: **{stats.verdict(r['effects'])}**; per method: "
+                  f"{stats.per_method(r['effects'])}.", "",
                   "Regression of the measured objective (higher = better) of the random configs "
                   "on the share of layers per method, adjusted (quadratically) for the low-bit "
                   "share — or, in the *equal avg bits* row, for the average bits with "

@@ -171,6 +171,20 @@ def anchors(sd: StudyDir) -> pd.DataFrame:
     return frame.sort_values(["bits", "method"]).reset_index(drop=True)
 
 
+def _words(row: pd.Series) -> str:
+    if row["lo"] > 0:
+        return "better than uaq"
+    if row["hi"] < 0:
+        return "worse than uaq"
+    return "not distinguishable from uaq"
+
+
+def per_method(effect: pd.DataFrame) -> str:
+    """``kmeans_c not distinguishable from uaq, kmeans_a worse than uaq`` (95% CIs)."""
+    rows = effect[(effect["bits"] == "all") & (effect["method"] != "kmeans")]
+    return ", ".join(f"{r['method']} {_words(r)}" for _, r in rows.iterrows())
+
+
 def verdict(effect: pd.DataFrame) -> str:
     """The pooled k-means-vs-uaq contrast in words (CI excluding zero or not)."""
     row = effect[effect["contrast"] == "k-means (any) vs uaq"]

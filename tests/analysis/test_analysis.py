@@ -69,6 +69,7 @@ def test_method_regression_recovers_kmeans_a_as_the_worst_method(sd):
     assert effects.loc["kmeans_a vs uaq @ 3 bits", "effect"] < \
         effects.loc["kmeans_a vs uaq @ 4 bits", "effect"]  # 3-bit damage is larger
     assert {"k-means (any) vs uaq", method_stats.EQUAL_BITS} <= set(effects.index)
+    assert "kmeans_a worse than uaq" in method_stats.per_method(effects.reset_index())
 
 
 def test_anchors_fall_back_to_the_sampled_uniform_rows(sd):
