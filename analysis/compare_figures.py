@@ -12,7 +12,7 @@ from qua2.explain.colours import option_colour, role_colours
 
 
 def _panels(count: int, width: float, height: float, sharey: bool = False) -> tuple[Any, Any]:
-    fig = figure(width * count, height)
+    fig = figure(max(width * count, 8.0), height)
     axes = np.atleast_1d(fig.subplots(1, count, sharey=sharey, squeeze=False)[0])
     return fig, axes
 
@@ -36,14 +36,15 @@ def method_effects(effects: dict[str, pd.DataFrame], titles: dict[str, str],
                         fmt="o", color=_colour(row["method"], str(row["bits"])), capsize=3)
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(y, frame["contrast"], fontsize=8)
-        ax.set_xlabel(f"Δ {objective} per +10 % of layers moved from uaq\n(95% bootstrap CI; "
-                      "adjusted for low-bit share unless 'equal avg bits')")
+        ax.set_xlabel(f"Δ {objective} per +10 % of layers moved from uaq\n(95% bootstrap CI)")
         ax.set_title(titles[name], fontsize=9)
         ax.text(0.99, 0.01, "→ k-means better", transform=ax.transAxes, ha="right",
                 va="bottom", fontsize=7, color="#555")
         ax.text(0.01, 0.01, "uniform better ←", transform=ax.transAxes, ha="left",
                 va="bottom", fontsize=7, color="#555")
-    fig.suptitle("Method effect at equal bit-widths (regression on random configs)")
+    fig.suptitle("Method effect: regression of the measured objective on method shares\n"
+                 "(adjusted for the low-bit share; 'equal avg bits': for the average bits)",
+                 fontsize=10)
     return fig
 
 
@@ -60,6 +61,7 @@ def binned(bins: dict[str, pd.DataFrame], titles: dict[str, str], objective: str
                             fontsize=7, ha="center", va="top", xytext=(0, -3),
                             textcoords="offset points")
         ax.axhline(0, color="black", lw=0.8)
+        ax.margins(y=0.12)
         ax.set_xlabel("layers quantized with k-means (%) — bin mean")
         ax.set_ylabel(f"{objective}, adjusted for low-bit share")
         ax.set_title(titles[name], fontsize=9)
