@@ -118,7 +118,7 @@ def study_layers(study: Any, rows: list[Any]) -> list[str]:
     return list(seen)
 
 
-def load_study_data(study: Any, *, encoding: str = "onehot", use_error: bool = True,
+def load_study_data(study: Any, *, encoding: str = "option", use_error: bool = True,
                     stats: OptionStats | None = None) -> StudyData:
     """Read the study's ``done`` rows into a :class:`StudyData`."""
     from qua2.study.store import Store

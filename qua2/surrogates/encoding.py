@@ -6,14 +6,19 @@ layer ``l`` takes in config ``i``, or ``-1`` when the layer stays in full precis
 one-at-a-time sweep rows). This is also what ``qua2.search`` optimises over, so a fitted
 surrogate is directly a search predictor.
 
-The tabular surrogates (XGBoost, ridge) expand choices into per-layer features, as in the
-Qua²SeDiMo predictor's node features (Mills et al., AAAI 2025): for layer ``l``
+The tabular surrogates (XGBoost, ridge) expand choices into per-layer features, after the
+Qua²SeDiMo predictor's node features (Mills et al., AAAI 2025). For layer ``l``, by encoding:
 
-* ``<l>:bits``            the bit-width (16 in full precision),
-* ``<l>:method=<m>``      one-hot method (all zero in full precision) — or ``<l>:method``,
-  the method's index + 1, with ``encoding="ordinal"``,
-* ``<l>:error``           the option's weight-reconstruction error from the option cache
-  (0 in full precision), when ``use_error``.
+* ``option`` (default): ``<l>:option=<key>``, a one-hot over the options (all zero in full
+  precision) — a linear model on it is the fully flexible additive model, one value per
+  (layer, option);
+* ``onehot``: ``<l>:bits`` (16 in full precision) and a one-hot ``<l>:method=<m>``;
+* ``ordinal``: ``<l>:bits`` and ``<l>:method``, the method's index + 1;
+
+each followed, when ``use_error``, by ``<l>:error``, the option's weight-reconstruction error
+from the option cache (0 in full precision). On the digits-dit study (300 configs) ridge on
+``option`` reached held-out ρ 0.969 against 0.929 on ``onehot``: with bits and method as
+separate features a linear model cannot give each (layer, option) its own effect.
 
 :attr:`ConfigEncoder.feature_layer` maps every feature column back to its layer, which is
 how SHAP values of features are summed into layer attributions.
@@ -115,10 +120,10 @@ class ConfigEncoder:
     supplies the reconstruction-error feature and byte counts.
     """
 
-    ENCODINGS = ("onehot", "ordinal")
+    ENCODINGS = ("option", "onehot", "ordinal")
 
     def __init__(self, layers: Sequence[str], options: Sequence[QuantOption],
-                 stats: OptionStats | None = None, *, encoding: str = "onehot",
+                 stats: OptionStats | None = None, *, encoding: str = "option",
                  use_error: bool = True) -> None:
         if encoding not in self.ENCODINGS:
             raise Qua2Error(f"feature encoding must be one of {self.ENCODINGS}, got "
@@ -196,9 +201,12 @@ class ConfigEncoder:
 
     @property
     def features_per_layer(self) -> list[str]:
+        error = ["error"] if self.use_error else []
+        if self.encoding == "option":
+            return [*(f"option={o.key}" for o in self.options), *error]
         methods = ([f"method={m}" for m in self.methods] if self.encoding == "onehot"
                    else ["method"])
-        return ["bits", *methods, *(["error"] if self.use_error else [])]
+        return ["bits", *methods, *error]
 
     @property
     def feature_names(self) -> list[str]:
@@ -215,12 +223,15 @@ class ConfigEncoder:
         choices = self.check(choices)
         column = np.where(choices == FP_CHOICE, len(self.options), choices)
         tables = self._tables
-        parts = [tables["bits"][column][..., None]]
-        method = tables["method"][column]
-        if self.encoding == "onehot":
-            parts.append((method[..., None] == np.arange(len(self.methods))).astype(float))
+        if self.encoding == "option":
+            parts = [(choices[..., None] == np.arange(len(self.options))).astype(float)]
         else:
-            parts.append((method + 1.0)[..., None])
+            parts = [tables["bits"][column][..., None]]
+            method = tables["method"][column]
+            if self.encoding == "onehot":
+                parts.append((method[..., None] == np.arange(len(self.methods))).astype(float))
+            else:
+                parts.append((method + 1.0)[..., None])
         if self.use_error:
             rows = np.arange(self.n_layers)[None, :]
             parts.append(tables["error"][rows, column][..., None])
@@ -244,5 +255,5 @@ class ConfigEncoder:
     def from_dict(cls, data: Mapping[str, Any]) -> ConfigEncoder:
         stats = OptionStats.from_dict(data["stats"]) if data.get("stats") else None
         return cls(data["layers"], [QuantOption.parse(k) for k in data["options"]], stats,
-                   encoding=data.get("encoding", "onehot"),
+                   encoding=data.get("encoding", "option"),
                    use_error=data.get("use_error", True))

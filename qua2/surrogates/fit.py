@@ -77,6 +77,7 @@ def _fingerprint(data: StudyData, target: str, kind: str, options: FitOptions,
     used = data.mask(("random", *options.train_extra), target)
     ids = sorted(i for i, keep in zip(data.ids, used) if keep)
     payload = {"ids": ids, "target": target, "kind": kind, "params": params,
+               "features": [data.encoder.encoding, data.encoder.use_error],
                "folds": options.folds, "seed": options.seed, "extra": options.train_extra,
                "curve": _curve_for(kind, options)}
     text = json.dumps(payload, sort_keys=True, default=str)

@@ -20,7 +20,7 @@ def fitted(tmp_path_factory):
     study, truth = make_synthetic_study(tmp_path_factory.mktemp("explain"), n_random=240,
                                         n_blocks=3, seed=4)
     fit_study(study, FitOptions(surrogates=("ridge", "xgb"), folds=3, curve_sizes=(60,),
-                                params={"xgb": {"n_estimators": 200, "learning_rate": 0.06}}))
+                                params={"xgb": {"n_estimators": 600, "learning_rate": 0.05}}))
     return study, truth
 
 

@@ -28,8 +28,21 @@ def test_choices_round_trip_with_full_precision_layers():
     assert encoder.choices([configs[0].to_dict()]).tolist() == [[0, -1, 5]]
 
 
-def test_feature_names_map_to_layers_and_full_precision_is_16_bits():
+def test_option_encoding_is_one_value_per_layer_and_option():
     encoder = ConfigEncoder(LAYERS, SPACE.options, _stats())
+    assert encoder.encoding == "option"
+    names = encoder.feature_names
+    assert names[:7] == [*(f"a.q:option={o.key}" for o in SPACE), "a.q:error"]
+    x = encoder.features(np.array([[0, -1, 5]]))
+    row = dict(zip(names, x[0]))
+    assert row["a.q:option=uaq-w3"] == 1 and sum(v for k, v in row.items()
+                                                 if k.startswith("a.q:option")) == 1
+    assert sum(v for k, v in row.items() if k.startswith("a.k:")) == 0  # full precision
+    assert row["b.ff:option=kmeans_a-w4"] == 1 and row["b.ff:error"] == pytest.approx(0.4)
+
+
+def test_feature_names_map_to_layers_and_full_precision_is_16_bits():
+    encoder = ConfigEncoder(LAYERS, SPACE.options, _stats(), encoding="onehot")
     names = encoder.feature_names
     assert names[:5] == ["a.q:bits", "a.q:method=uaq", "a.q:method=kmeans_c",
                          "a.q:method=kmeans_a", "a.q:error"]
