@@ -127,3 +127,9 @@ def test_explain_and_export_runs_on_the_quickstart_study(quickstart_run, tmp_pat
     printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code"
                       for o in c.outputs)
     assert "max |reloaded − fake-quantized| = 0.0" in printed
+    # the analysis scripts on a real (tiny) study with explain/ and verification/ outputs
+    from analysis import insights
+
+    assert insights.main([str(study), "--out", str(tmp_path / "insights"), "--rounds", "100"]) == 0
+    text = (tmp_path / "insights" / "quickstart-dit" / "insights.md").read_text()
+    assert "explain/xgb/shap_values.csv" in text and "Verified picks" in text
