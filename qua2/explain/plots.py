@@ -209,7 +209,8 @@ def sensitivity_boxes_figure(scores: pd.DataFrame) -> Any:
     blocks = sorted(scores["block_index"].unique())
     data = [scores.loc[scores["block_index"] == b, "score"].to_numpy() for b in blocks]
     names = scores.drop_duplicates("block_index").set_index("block_index")["block"]
-    boxes = left.boxplot(data, patch_artist=True, showfliers=False, widths=0.6)
+    boxes = left.boxplot(data, patch_artist=True, showfliers=False, widths=0.6,
+                         medianprops={"color": "black"})
     for patch, block in zip(boxes["boxes"], blocks):
         kinds = scores.loc[scores["block_index"] == block, "kind"].unique()
         # a global sub-graph has one kind (its colour); a block mixes kinds (neutral grey)
@@ -221,7 +222,8 @@ def sensitivity_boxes_figure(scores: pd.DataFrame) -> Any:
     left.set_title("by block index", fontsize=10)
     kinds = list(scores.groupby("kind")["score"].median().sort_values().index)
     boxes = right.boxplot([scores.loc[scores["kind"] == k, "score"].to_numpy() for k in kinds],
-                          patch_artist=True, showfliers=False, widths=0.6)
+                          patch_artist=True, showfliers=False, widths=0.6,
+                          medianprops={"color": "black"})
     for patch, kind in zip(boxes["boxes"], kinds):
         patch.set_facecolor(component_colour(kind))
     right.set_xticks(range(1, len(kinds) + 1), kinds, rotation=40, ha="right", fontsize=8)
@@ -240,7 +242,8 @@ def importance_vs_sweep_figure(joined: pd.DataFrame, stats: Mapping[str, Any]) -
     axis.set_xlabel("measured loss when quantized alone (sweep)")
     axis.set_ylabel("mean |SHAP| in mixed configs")
     rho, tau = stats.get("spearman"), stats.get("kendall")
-    text = f"ρ = {rho:.3f}, τ = {tau:.3f}" if rho is not None else "too few layers"
+    text = (f"ρ = {rho:.3f}, τ = {tau:.3f} over {len(joined)} layers" if rho is not None
+            else "too few layers")
     axis.set_title(f"Explanation vs measurement: {text}", fontsize=10)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7, loc="best")
@@ -265,7 +268,7 @@ def pareto_figure(frame: pd.DataFrame, quality: str, lower_is_better: bool,
               label="Pareto front")
     if fp_value is not None:
         axis.axhline(fp_value, color="#7f7f7f", ls="--", lw=1, label="full precision")
-    axis.set_xlabel("average bits (incl. overheads)")
+    axis.set_xlabel("average bits over all weight layers (incl. overheads)")
     axis.set_ylabel(f"{quality} ({'lower' if lower_is_better else 'higher'} is better)")
     axis.set_title("Average bits vs quality of every evaluated configuration", fontsize=10)
     axis.grid(alpha=0.3)

@@ -235,12 +235,16 @@ def _study_figures(study: Any, data: StudyData, report: dict[str, Any], out: Pat
         if len(curve):
             _save(plots.learning_curve_figure(curve), out / "learning_curve.png", curve)
     quality = data.primary
-    frame = pd.DataFrame({"id": data.ids, "kind": data.kinds, "avg_bits": data.avg_bits,
+    # Whole-model average bits (layers left in FP count 16 bits): the store's avg_bits of a
+    # sweep row covers its one quantized layer only, which is not comparable.
+    frame = pd.DataFrame({"id": data.ids, "kind": data.kinds,
+                          "avg_bits": data.encoder.avg_bits(data.choices),
                           quality: data.values(quality)})
     lower = data.primary_lower_is_better
-    _save(plots.pareto_figure(frame, quality, lower, fp_metric(study, quality)),
-          out / "pareto.png",
-          frame.assign(pareto=frame["id"].isin(plots.pareto_front(frame, quality, lower)["id"])))
+    shown = frame[frame["kind"] != "sweep"]  # one layer quantized: ≈ 16 bits, off the scale
+    front = plots.pareto_front(shown, quality, lower)
+    _save(plots.pareto_figure(shown, quality, lower, fp_metric(study, quality)),
+          out / "pareto.png", frame.assign(pareto=frame["id"].isin(front["id"])))
 
 
 def _save(figure: Any, path: Path, data: pd.DataFrame) -> None:
