@@ -35,6 +35,7 @@ class StudyDir:
 
     study: Study
     frame: pd.DataFrame  # done rows of results_frame(study), with per-layer option columns
+    alias: str | None = None  # a label that tells apart two studies of the same name
 
     @classmethod
     def open(cls, directory: str | Path) -> StudyDir:
@@ -54,6 +55,11 @@ class StudyDir:
     @property
     def name(self) -> str:
         return self.study.config.name
+
+    @property
+    def label(self) -> str:
+        """The study's name, or its alias when several studies share a name."""
+        return self.alias or self.name
 
     @property
     def primary(self) -> str:
@@ -152,6 +158,18 @@ class StudyDir:
         if not path.is_file() or path.stat().st_size == 0:
             return None
         return pd.read_csv(path, **kwargs)
+
+
+def open_studies(directories: Sequence[str | Path]) -> list[StudyDir]:
+    """Open every directory; studies sharing a name get aliases ``name``, ``name-2`` …"""
+    studies, seen = [], {}
+    for directory in directories:
+        sd = StudyDir.open(directory)
+        seen[sd.name] = seen.get(sd.name, 0) + 1
+        if seen[sd.name] > 1:
+            sd.alias = f"{sd.name}-{seen[sd.name]}"
+        studies.append(sd)
+    return studies
 
 
 def parse_option(key: str) -> QuantOption | None:

@@ -39,6 +39,7 @@ from analysis.common import (
     argument_parser,
     ci,
     markdown_table,
+    open_studies,
     report_written,
     run_main,
     save,
@@ -179,11 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
-    for directory in args.studies:
-        sd = StudyDir.open(directory)
-        name = sd.name if sd.name not in results else f"{sd.name}-{len(results)}"
+    for sd in open_studies(args.studies):
         print(sd.describe(), file=sys.stderr)
-        results[name] = analyse(sd, args.rounds, args.seed)
+        results[sd.label] = analyse(sd, args.rounds, args.seed)
     written = write(results, out)
     print(claim(results))
     report_written(out, written)

@@ -44,6 +44,7 @@ from analysis.common import (
     argument_parser,
     ci,
     markdown_table,
+    open_studies,
     report_written,
     run_main,
     save,
@@ -188,13 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     written: list[Path] = []
-    names: set[str] = set()
-    for directory in args.studies:
-        sd = StudyDir.open(directory)
-        name = sd.name if sd.name not in names else f"{sd.name}-{len(names)}"
-        names.add(name)
+    for sd in open_studies(args.studies):
         print(f"{sd.describe()}", file=sys.stderr)
-        written += analyse(sd, out / name, args.rounds, args.seed, args.surrogate)
+        written += analyse(sd, out / sd.label, args.rounds, args.seed, args.surrogate)
     report_written(out, written)
     return 0
 

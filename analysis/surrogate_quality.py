@@ -6,8 +6,9 @@ Reads what ``qua2 fit`` wrote in each study (``surrogates/cv_report.json``,
 ``oof_predictions.csv``, ``learning_curve.csv``) and writes to ``OUT/``:
 
 * ``surrogate_quality.csv`` / ``.md`` — per study and surrogate: held-out Spearman ρ, Kendall
-  τ, NDCG@10 and MAE (mean ± std over folds, as ``qua2 fit`` reports them) and the pooled ρ
-  and τ over all held-out predictions with a bootstrap 95% interval over configs;
+  τ, NDCG@10 and MAE (mean ± std over folds, as ``qua2 fit`` reports them), the pooled ρ
+  and τ over all held-out predictions with a bootstrap 95% interval over configs, and the
+  paired difference of pooled ρ to the ridge baseline (same configs resampled for both);
 * ``rank_metrics.png`` — ρ and τ per surrogate and study;
 * ``learning_curves.png`` — held-out ρ vs training configs, one panel per study.
 
@@ -35,6 +36,7 @@ from analysis.common import (
     figure,
     interval,
     markdown_table,
+    open_studies,
     report_written,
     run_main,
     save,
@@ -61,6 +63,28 @@ def pooled(oof: pd.DataFrame, rounds: int, seed: int) -> dict[str, float]:
             "pooled_tau": tau, "pooled_tau_lo": low[1], "pooled_tau_hi": high[1]}
 
 
+def versus(oof: pd.DataFrame, kind: str, reference: str, rounds: int, seed: int
+           ) -> dict[str, float]:
+    """Paired difference of pooled Spearman ρ, ``kind − reference``, on the configs both
+    predicted held-out, with a bootstrap interval resampling those configs."""
+    from scipy.stats import spearmanr
+
+    wide = oof[oof["surrogate"].isin([kind, reference])].pivot_table(
+        index="id", columns="surrogate", values=["y", "pred"])
+    wide = wide.dropna()
+    if kind == reference or len(wide) < 3:
+        return {}
+    y = wide[("y", kind)].to_numpy(float)
+    a, b = wide[("pred", kind)].to_numpy(float), wide[("pred", reference)].to_numpy(float)
+
+    def delta(index: np.ndarray) -> float:
+        return spearmanr(y[index], a[index])[0] - spearmanr(y[index], b[index])[0]
+
+    low, high = interval(bootstrap(len(y), delta, rounds, seed))
+    return {"delta_rho": delta(np.arange(len(y))), "delta_rho_lo": float(low),
+            "delta_rho_hi": float(high), "delta_vs": reference}
+
+
 def study_rows(sd: StudyDir, rounds: int, seed: int) -> pd.DataFrame:
     """One row per fitted surrogate of a study."""
     report = sd.read_json("surrogates", "cv_report.json")
@@ -68,7 +92,7 @@ def study_rows(sd: StudyDir, rounds: int, seed: int) -> pd.DataFrame:
     rows = []
     for kind, entry in report["surrogates"].items():
         summary = entry["summary"]
-        row: dict[str, Any] = {"study": sd.name, "partial": sd.partial, "surrogate": kind,
+        row: dict[str, Any] = {"study": sd.label, "partial": sd.partial, "surrogate": kind,
                                "n_random": report["n_random"], "folds": report["folds"],
                                "target": report["target"]["name"],
                                "seconds": entry.get("seconds"), "best": report["best"] == kind}
@@ -77,6 +101,8 @@ def study_rows(sd: StudyDir, rounds: int, seed: int) -> pd.DataFrame:
             row[f"{metric}_std"] = summary.get(f"{metric}_std")
         if oof is not None and (oof["surrogate"] == kind).any():
             row.update(pooled(oof[oof["surrogate"] == kind], rounds, seed))
+            if "ridge" in set(oof["surrogate"]):
+                row.update(versus(oof, kind, "ridge", rounds, seed))
         rows.append(row)
     frame = pd.DataFrame(rows)
     rank = {k: i for i, k in enumerate(ORDER)}
@@ -85,7 +111,7 @@ def study_rows(sd: StudyDir, rounds: int, seed: int) -> pd.DataFrame:
 
 def curves(sd: StudyDir) -> pd.DataFrame:
     frame = sd.read_csv("surrogates", "learning_curve.csv")
-    return pd.DataFrame() if frame is None else frame.assign(study=sd.name)
+    return pd.DataFrame() if frame is None else frame.assign(study=sd.label)
 
 
 # --------------------------------------------------------------------------- figures
@@ -164,6 +190,8 @@ def markdown(table: pd.DataFrame, skipped: list[str]) -> str:
         "pooled τ [95% CI]": [ci(*v) for v in zip(*(table.get(c, pd.Series(np.nan,
                               table.index)) for c in ("pooled_tau", "pooled_tau_lo",
                                                       "pooled_tau_hi")))],
+        "Δρ vs ridge [95% CI, paired]": [ci(*v) for v in zip(*(table.get(c, pd.Series(
+            np.nan, table.index)) for c in ("delta_rho", "delta_rho_lo", "delta_rho_hi")))],
         "configs": [f"{n}" + (" (PARTIAL)" if p else "") for n, p in
                     zip(table["n_random"], table["partial"])]})
     lines = ["# Surrogate quality", "",
@@ -171,7 +199,8 @@ def markdown(table: pd.DataFrame, skipped: list[str]) -> str:
              "configs (mean ± std over folds), and pooled over all held-out predictions with a "
              "bootstrap 95% interval over configs.", "",
              markdown_table(shown, ["study", "surrogate", "configs", "ρ (folds)", "τ (folds)",
-                                    "NDCG@10", "pooled ρ [95% CI]", "pooled τ [95% CI]"]), ""]
+                                    "NDCG@10", "pooled ρ [95% CI]", "pooled τ [95% CI]",
+                                    "Δρ vs ridge [95% CI, paired]"]), ""]
     if skipped:
         lines += ["Skipped (no `surrogates/cv_report.json`; run `qua2 fit DIR`): "
                   + ", ".join(f"`{s}`" for s in skipped) + ".", ""]
@@ -185,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tables, curve_frames, skipped = [], [], []
-    for directory in args.studies:
-        sd = StudyDir.open(directory)
+    for sd in open_studies(args.studies):
+        directory = sd.directory
         if sd.read_json("surrogates", "cv_report.json") is None:
             print(f"skipping {directory}: no surrogates/cv_report.json; run `qua2 fit "
                   f"{directory}` first.", file=sys.stderr)

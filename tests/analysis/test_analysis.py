@@ -143,12 +143,16 @@ def test_architecture_from_the_graph_stages(sd):
 
 
 def test_surrogate_quality_from_the_fit_reports(fitted_dir, synthetic_dir, tmp_path, capsys):
-    assert surrogate_quality.main([str(fitted_dir), str(synthetic_dir), "--out", str(tmp_path),
-                                   "--rounds", "100"]) == 0
+    assert surrogate_quality.main([str(fitted_dir), str(fitted_dir), str(synthetic_dir),
+                                   "--out", str(tmp_path), "--rounds", "100"]) == 0
     table = pd.read_csv(tmp_path / "surrogate_quality.csv")
-    assert list(table["surrogate"]) == ["ridge", "xgb"]
+    assert list(table["surrogate"]) == ["ridge", "xgb"] * 2
+    assert list(table["study"]) == ["synthetic"] * 2 + ["synthetic-2"] * 2  # same name twice
     assert (table["spearman_mean"] > 0.6).all()
     assert (table["pooled_rho_lo"] <= table["pooled_rho"]).all()
+    xgb = table[table["surrogate"] == "xgb"].iloc[0]
+    assert xgb["delta_vs"] == "ridge" and xgb["delta_rho_lo"] <= xgb["delta_rho"]
+    assert table[table["surrogate"] == "ridge"]["delta_rho"].isna().all()
     for name in ("rank_metrics", "learning_curves"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
     text = (tmp_path / "surrogate_quality.md").read_text()
