@@ -137,9 +137,10 @@ def rank_figure(table: pd.DataFrame) -> Any:
         ax.set_xticks(np.arange(len(studies)), [_label(table, s) for s in studies],
                       fontsize=8)
         ax.set_ylabel(f"held-out {label} (mean ± std over folds)")
-        ax.set_ylim(min(0.0, float(np.nanmin(table[f"{metric}_mean"])) - 0.1), 1.0)
+        ax.set_ylim(min(0.0, float(np.nanmin(table[f"{metric}_mean"])) - 0.1), 1.15)
+        ax.set_yticks([t for t in ax.get_yticks() if t <= 1.0])
         ax.axhline(0, color="black", lw=0.8)
-    axes[0].legend(fontsize=8, loc="upper left")
+    axes[0].legend(fontsize=8, loc="upper center", ncol=len(kinds))
     fig.suptitle("Surrogate ranking quality on held-out random configs")
     return fig
 
