@@ -123,9 +123,8 @@ def group_importance(att: Attribution, by: str, rounds: int = 2000, seed: int = 
                           "hi": high, "layers": member.sum(axis=1).astype(int),
                           "per_layer": per_layer})
     extra = att.labels.groupby(by).first()
-    for column in ("block_index", "stage", "component"):
-        if column != by and column in extra:
-            frame[column] = frame["group"].map(extra[column])
+    for column in {"block": ("block_index", "stage"), "role": ("component",)}.get(by, ()):
+        frame[column] = frame["group"].map(extra[column])
     return frame.sort_values("mean_abs_shap", ascending=False).reset_index(drop=True)
 
 
