@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+ROOT = str(Path(__file__).resolve().parents[2])
+if ROOT not in sys.path:  # ``analysis`` is a top-level folder, not an installed package
+    sys.path.insert(0, ROOT)
 
 torch.set_num_threads(1)  # the CPU is shared; everything here is tiny
 
