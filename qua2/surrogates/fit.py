@@ -77,9 +77,10 @@ def _fingerprint(data: StudyData, target: str, kind: str, options: FitOptions,
     used = data.mask(("random", *options.train_extra), target)
     ids = sorted(i for i, keep in zip(data.ids, used) if keep)
     payload = {"ids": ids, "target": target, "kind": kind, "params": params,
-               "features": [data.encoder.encoding, data.encoder.use_error],
                "folds": options.folds, "seed": options.seed, "extra": options.train_extra,
                "curve": _curve_for(kind, options)}
+    if kind != "gnn":  # the GNN reads options from the graph features, not the encoding
+        payload["features"] = [data.encoder.encoding, data.encoder.use_error]
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
