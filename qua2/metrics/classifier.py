@@ -107,11 +107,15 @@ class DigitsClassifier:
 
     def accuracy(self, images: torch.Tensor, labels: torch.Tensor) -> float:
         """Share of images classified as their requested label (class adherence)."""
+        return float(self.correct(images, labels).mean())
+
+    def correct(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """1.0 where an image is classified as its requested label, else 0.0 (``[N]``)."""
         labels = torch.as_tensor(labels).reshape(-1).long()
         if len(labels) != len(images):
             raise Qua2Error(f"got {len(labels)} labels for {len(images)} images; pass one label "
                             "per image.")
-        return float((self.predict(images) == labels).float().mean())
+        return (self.predict(images) == labels).double()
 
 
 def _check_digit_images(images: torch.Tensor) -> None:

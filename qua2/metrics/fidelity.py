@@ -47,6 +47,12 @@ def mse(test: torch.Tensor, reference: torch.Tensor) -> float:
     return float(((x - y) ** 2).mean())
 
 
+def mse_per_image(test: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of each image ``[N]`` (their mean is :func:`mse`: equal sizes)."""
+    x, y = _pair(test, reference, "mse")
+    return ((x - y) ** 2).flatten(1).mean(1)
+
+
 def psnr_per_image(test: torch.Tensor, reference: torch.Tensor,
                    data_range: float = DATA_RANGE) -> torch.Tensor:
     """PSNR in dB of each image ``[N]`` (∞ where an image equals its reference)."""

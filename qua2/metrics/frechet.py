@@ -18,6 +18,7 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -66,19 +67,21 @@ class GaussianStats:
                    len(f))
 
 
-def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
+def frechet_distance(a: GaussianStats, b: GaussianStats,
+                     root_a: np.ndarray | None = None) -> float:
     """Fréchet distance d² between two Gaussians (Heusel et al., 2017, eq. 6).
 
     Tr((Σ₁Σ₂)^½) is computed as Σᵢ √λᵢ with λ the eigenvalues of the symmetric PSD matrix
     Σ₁^½ Σ₂ Σ₁^½ (similar to Σ₁Σ₂, so same spectrum). Unlike ``scipy.linalg.sqrtm`` of the
     non-symmetric product, this never produces complex parts or NaNs for the rank-deficient
     covariances that small sample counts give; tiny negative eigenvalues from rounding are
-    clipped to zero.
+    clipped to zero. ``root_a`` is Σ₁^½ when the caller has it already (see
+    :meth:`FrechetScorer.reference_root`); the distance is symmetric in ``a`` and ``b``.
     """
     if a.mu.shape != b.mu.shape:
         raise Qua2Error(f"cannot compare features of dimension {a.mu.shape[0]} with "
                         f"{b.mu.shape[0]}; use the same feature extractor for both sets.")
-    root_a = _psd_sqrt(a.sigma)
+    root_a = _psd_sqrt(a.sigma) if root_a is None else root_a
     middle = root_a @ b.sigma @ root_a
     eig = np.linalg.eigvalsh((middle + middle.T) / 2)
     tr_covmean = float(np.sqrt(np.clip(eig, 0.0, None)).sum())
@@ -195,9 +198,22 @@ class FrechetScorer:
         self.reference = (reference if isinstance(reference, GaussianStats)
                           else reference_stats(extractor, reference, data_key, use_cache))
 
+    def features(self, images: torch.Tensor) -> np.ndarray:
+        """``[N, D]`` float64 features of ``images`` under this scorer's extractor."""
+        return extract_features(self.extractor, images).numpy()
+
     def stats(self, images: torch.Tensor) -> GaussianStats:
         """Gaussian statistics of ``images`` under this scorer's extractor."""
-        return GaussianStats.from_features(extract_features(self.extractor, images))
+        return GaussianStats.from_features(self.features(images))
+
+    @cached_property
+    def reference_root(self) -> np.ndarray:
+        """Σ^½ of the reference statistics, computed once for every distance to them."""
+        return _psd_sqrt(self.reference.sigma)
+
+    def distance(self, stats: GaussianStats) -> float:
+        """Fréchet distance of ``stats`` to the reference."""
+        return frechet_distance(self.reference, stats, root_a=self.reference_root)
 
     def __call__(self, images: torch.Tensor) -> float:
-        return frechet_distance(self.stats(images), self.reference)
+        return self.distance(self.stats(images))

@@ -26,13 +26,15 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
+import numpy as np
 import torch
 
 from qua2.errors import Qua2Error
 from qua2.metrics.classifier import DigitsClassifier, load_digits_classifier
 from qua2.metrics.digits import load_digits_images
-from qua2.metrics.fidelity import mse, psnr, ssim
+from qua2.metrics.fidelity import mse, mse_per_image, psnr, ssim, ssim_per_image
 from qua2.metrics.frechet import FrechetScorer, _check_images
+from qua2.metrics.per_image import ImageScores
 from qua2.paths import cache_dir
 
 
@@ -84,23 +86,36 @@ class MetricSuite:
               fp_images: torch.Tensor | None = None,
               prompts: Sequence[str] | None = None) -> dict[str, float]:
         """Every metric this suite can compute from what is given (see the module table)."""
+        return self.image_scores(images, labels, fp_images, prompts).aggregate()
+
+    def image_scores(self, images: torch.Tensor,
+                     labels: Sequence[int] | torch.Tensor | None = None,
+                     fp_images: torch.Tensor | None = None,
+                     prompts: Sequence[str] | None = None) -> ImageScores:
+        """The per-image ingredients of :meth:`score`, for bootstrap resampling."""
         _check_images(images)
-        out: dict[str, float] = {"n_images": float(len(images))}
+        out = ImageScores(len(images), frechet=self.frechet)
         for key, scorer in self.frechet.items():
-            out[key] = scorer(images)
+            out.features[key] = scorer.features(images)
         if labels is not None:
             if self.classifier is None:
                 raise Qua2Error("labels were given but this metric suite has no classifier; "
                                 "use MetricSuite.for_digits() for class accuracy.")
-            out["class_accuracy"] = self.classifier.accuracy(images, torch.as_tensor(labels))
+            out.per_image["class_accuracy"] = self.classifier.correct(
+                images, torch.as_tensor(labels)).numpy()
         if prompts is not None:
             if self.clip is None:
                 raise Qua2Error("prompts were given but this metric suite has no CLIP model; "
                                 "configure one with clip_model= or $QUA2_CLIP_MODEL.")
-            out["clip_score"] = self.clip.score(images, prompts)
+            out.per_image["clip_score"] = _numpy(self.clip.score_per_image(images, prompts))
         if fp_images is not None:
-            out.update(paired_fidelity(images, fp_images))
+            out.per_image["mse"] = _numpy(mse_per_image(images, fp_images))
+            out.per_image["ssim"] = _numpy(ssim_per_image(images, fp_images))
         return out
+
+
+def _numpy(values: torch.Tensor) -> np.ndarray:
+    return values.detach().cpu().double().numpy()
 
 
 def paired_fidelity(images: torch.Tensor, fp_images: torch.Tensor) -> dict[str, float]:

@@ -19,6 +19,8 @@ from qua2.study.results import results_frame
 from qua2.study.study import Study
 
 RESULTS_FILE = ("verification", "results.json")
+#: One JSON line per configuration as it is verified: what an interrupted run resumes from.
+PROGRESS_FILE = ("verification", "progress.jsonl")
 
 
 def stage_verify(study: Study, cache: Any, rounds: int = 200) -> list[Verified]:
@@ -27,7 +29,8 @@ def stage_verify(study: Study, cache: Any, rounds: int = 200) -> list[Verified]:
     distinct: dict[str, tuple[str, Any]] = {"fp": ("fp", None)}
     for candidate in candidates:
         distinct.setdefault(candidate.config.digest(), (candidate.kind, candidate.config))
-    results = verify(study, distinct, cache, rounds=rounds)
+    results = verify(study, distinct, cache, rounds=rounds,
+                     progress_file=study.path(*PROGRESS_FILE))
     save_verified(results, study.path(*RESULTS_FILE))
     table = verification_table(study, candidates, results)
     table.to_csv(study.path("verification", "table.csv"), index=False)

@@ -58,11 +58,21 @@ def _subset(reference: Reference, index: np.ndarray) -> Reference:
 def score_with_intervals(scorer: Any, images: torch.Tensor, reference: Reference,
                          resamples: np.ndarray, level: float = 0.95
                          ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
-    """Metrics of all images, and percentile intervals over the bootstrap resamples."""
-    metrics = scorer.score(images, reference)
+    """Metrics of all images, and percentile intervals over the bootstrap resamples.
+
+    A scorer with ``image_scores`` (qua2's own) runs its networks once and re-aggregates
+    per-image values for each resample; any other scorer is simply called on each resample.
+    """
+    if hasattr(scorer, "image_scores"):
+        per_image = scorer.image_scores(images, reference)
+        metrics = per_image.aggregate()
+        samples = (per_image.aggregate(index) for index in resamples)
+    else:
+        metrics = scorer.score(images, reference)
+        samples = (scorer.score(images[torch.as_tensor(index)], _subset(reference, index))
+                   for index in resamples)
     draws: dict[str, list[float]] = {k: [] for k in metrics if k in INTERVAL_METRICS}
-    for index in resamples:
-        sample = scorer.score(images[torch.as_tensor(index)], _subset(reference, index))
+    for sample in samples:
         for key in draws:
             draws[key].append(sample[key])
     tail = (1 - level) / 2 * 100
@@ -72,15 +82,28 @@ def score_with_intervals(scorer: Any, images: torch.Tensor, reference: Reference
 
 
 def verify(study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]],
-           cache: Any, rounds: int = 200, seed: int = 0) -> list[Verified]:
-    """Evaluate ``{name: (kind, config)}`` on the verification seeds (``None`` = FP model)."""
+           cache: Any, rounds: int = 200, seed: int = 0,
+           progress_file: Path | None = None) -> list[Verified]:
+    """Evaluate ``{name: (kind, config)}`` on the verification seeds (``None`` = FP model).
+
+    With ``progress_file``, each result is appended there as a JSON line as soon as it is
+    known, and results already there (same name, image count, rounds and seed) are reused, so
+    an interrupted verification resumes instead of starting over.
+    """
+    from tqdm.auto import tqdm
+
     from qua2.quant import average_bits
 
     reference = get_reference(study, "verification")
     scorer = build_scorer(study)
     resamples = bootstrap_indices(len(reference.seeds), rounds, seed)
+    setting = {"n_images": len(reference.seeds), "rounds": rounds, "seed": seed}
+    done = _load_progress(progress_file, setting)
     results = []
-    for name, (kind, config) in candidates.items():
+    for name, (kind, config) in tqdm(candidates.items(), desc="verify", unit="config"):
+        if name in done:
+            results.append(done[name])
+            continue
         if config is None:
             images, bits = reference.images, None
         else:
@@ -89,7 +112,33 @@ def verify(study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]
             bits = average_bits(config, cache)
         metrics, intervals = score_with_intervals(scorer, images, reference, resamples)
         results.append(Verified(name, kind, bits, metrics, intervals))
+        _append_progress(progress_file, setting, results[-1])
     return results
+
+
+def _load_progress(path: Path | None, setting: dict[str, int]) -> dict[str, Verified]:
+    """Results of an earlier, interrupted verification with the same setting."""
+    if path is None or not path.exists():
+        return {}
+    done = {}
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by the interruption
+        if entry.get("setting") == setting:
+            r = entry["result"]
+            done[r["name"]] = Verified(r["name"], r["kind"], r["avg_bits"], r["metrics"],
+                                       {k: tuple(v) for k, v in r["intervals"].items()})
+    return done
+
+
+def _append_progress(path: Path | None, setting: dict[str, int], result: Verified) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps({"setting": setting, "result": result.to_dict()}) + "\n")
 
 
 def save_verified(results: list[Verified], path: Path) -> None:

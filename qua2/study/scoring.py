@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from qua2.errors import Qua2Error
+from qua2.metrics.per_image import ImageScores
 from qua2.metrics.suite import MetricSuite
 from qua2.study.reference import Reference
 from qua2.study.study import Study
@@ -28,12 +29,18 @@ class Scorer:
         self.conditioning = conditioning
 
     def score(self, images: torch.Tensor, reference: Reference) -> dict[str, float]:
+        """Every metric of ``images``, generated from ``reference``'s seeds and conditions."""
+        return self.image_scores(images, reference).aggregate()
+
+    def image_scores(self, images: torch.Tensor, reference: Reference) -> ImageScores:
+        """The per-image ingredients of :meth:`score` (for bootstrap intervals)."""
         conditions = reference.conditions[: len(images)]
         by_kind = {"labels": conditions} if self.conditioning == "class" else \
             {"prompts": conditions}
         if self.conditioning == "class" and self.suite.classifier is None:
             by_kind = {}  # class-conditioned real models (DiT-XL/2): no classifier of ours
-        return self.suite.score(images, fp_images=reference.images[: len(images)], **by_kind)
+        return self.suite.image_scores(images, fp_images=reference.images[: len(images)],
+                                       **by_kind)
 
 
 def build_scorer(study: Study) -> Scorer:

@@ -74,3 +74,22 @@ def test_real_image_suite_end_to_end(pth_weights, clip_dir, tmp_path, monkeypatc
     out = suite.score(images, fp_images=images, prompts=["a", "b", "c", "d"])
     assert set(out) == {"n_images", "fid", "clip_score", "psnr", "ssim", "mse"}
     assert out["fid"] > 0 and 0 <= out["clip_score"] <= 100
+
+
+def test_resampled_image_scores_equal_scoring_the_resample(suite, real_digits):
+    """Bootstrap re-aggregation gives exactly what scoring the resampled images gives."""
+    import numpy as np
+
+    images, labels = real_digits
+    x, y = images[:200], labels[:200]
+    fp = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+    per_image = suite.image_scores(x, labels=y, fp_images=fp)
+    index = np.random.default_rng(0).integers(0, 200, size=200)  # with repeats
+    picked = torch.as_tensor(index)
+    direct = suite.score(x[picked], labels=y[picked], fp_images=fp[picked])
+    resampled = per_image.aggregate(index)
+    assert resampled.keys() == direct.keys()
+    for key, value in direct.items():
+        assert resampled[key] == pytest.approx(value, rel=1e-9), key
+    assert per_image.aggregate() == suite.score(x, labels=y, fp_images=fp)
+    assert resampled["digits_fid"] != pytest.approx(per_image.aggregate()["digits_fid"])

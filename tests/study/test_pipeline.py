@@ -164,3 +164,27 @@ def test_qua2sedimo_composition_merges_best_variants_within_budget(finished_stud
     first = [table.layers.index(n) for n in parts[0].layers if n in table.layers]
     assert {table.options[i].key for i in choice[first]} == {"uaq-w4"}
     assert np.any([table.options[i].bits == 3 for i in choice])
+
+
+def test_verification_resumes_from_its_progress_file(finished_study, tmp_path, monkeypatch):
+    """Results verified before an interruption are reused, not recomputed."""
+    from qua2.search.verify import verify
+    from qua2.specs import QuantConfig
+    from qua2.study.option_cache import open_option_cache
+
+    cache = open_option_cache(finished_study)
+    with Store(finished_study.path("study.sqlite")) as store:
+        row = store.rows(kind="uniform")[0]
+    candidates = {"fp": ("fp", None), row.id: ("uniform", QuantConfig.from_dict(row.config))}
+    progress = tmp_path / "progress.jsonl"
+    first = verify(finished_study, candidates, cache, rounds=20, progress_file=progress)
+    assert len(progress.read_text().splitlines()) == 2
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("a verified configuration was generated again")
+
+    monkeypatch.setattr(type(finished_study), "generate", no_generation)
+    again = verify(finished_study, candidates, cache, rounds=20, progress_file=progress)
+    assert [r.to_dict() for r in again] == [r.to_dict() for r in first]
+    with pytest.raises(AssertionError, match="generated again"):  # another setting: recomputed
+        verify(finished_study, candidates, cache, rounds=21, progress_file=progress)

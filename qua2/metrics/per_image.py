@@ -1,0 +1,58 @@
+"""Per-image ingredients of every metric, so any subset of images is scored without networks.
+
+A bootstrap interval (Efron & Tibshirani, 1993) re-scores hundreds of resamples of the same
+images. Running the feature networks once and keeping what each metric needs per image —
+feature vectors for Fréchet distances, right/wrong for class accuracy, per-image CLIP scores,
+per-image MSE and SSIM against the FP images — turns each resample into a few array
+reductions and one small eigendecomposition. :meth:`ImageScores.aggregate` with no index is
+the full-sample score, and :meth:`~qua2.metrics.suite.MetricSuite.score` is defined through
+it, so the point estimate and its resamples can never disagree on a definition.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qua2.metrics.fidelity import DATA_RANGE
+from qua2.metrics.frechet import FrechetScorer, GaussianStats
+
+#: Metrics that are the mean of a per-image value.
+MEAN_METRICS = ("class_accuracy", "clip_score", "mse", "ssim")
+
+
+@dataclass
+class ImageScores:
+    """What the metrics of :class:`~qua2.metrics.suite.MetricSuite` need, image by image.
+
+    ``features`` maps a Fréchet metric (``digits_fid``, ``fid`` …) to the ``[N, D]`` features
+    of the images and ``frechet`` to its scorer (which holds the real data's statistics);
+    ``per_image`` maps each metric of :data:`MEAN_METRICS` that applies to its ``[N]`` values.
+    ``psnr`` follows from the pooled ``mse``.
+    """
+
+    n_images: int
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    frechet: dict[str, FrechetScorer] = field(default_factory=dict)
+    per_image: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def aggregate(self, index: np.ndarray | None = None) -> dict[str, float]:
+        """Every metric of the images ``index`` picks (with repeats), or of all images."""
+        pick = slice(None) if index is None else np.asarray(index)
+        count = self.n_images if index is None else len(pick)
+        out: dict[str, float] = {"n_images": float(count)}
+        for key, features in self.features.items():
+            out[key] = self.frechet[key].distance(GaussianStats.from_features(features[pick]))
+        for key in MEAN_METRICS:
+            if key in self.per_image:
+                out[key] = float(self.per_image[key][pick].mean())
+        if "mse" in out:
+            out["psnr"] = _psnr(out["mse"])
+        return out
+
+
+def _psnr(mse: float) -> float:
+    """PSNR in dB of a pooled MSE on the [-1, 1] scale; ∞ for identical images."""
+    return math.inf if mse == 0.0 else 10.0 * math.log10(DATA_RANGE**2 / mse)
