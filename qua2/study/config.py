@@ -95,6 +95,18 @@ class MetricsSection:
     reference_images: str | None = None  # folder of real images (real models)
 
 
+SURROGATE_KINDS = ("ridge", "xgb", "gnn")
+
+
+@dataclass(frozen=True)
+class PipelineSection:
+    """Optional stages of ``qua2 run`` (they change what is run, never a stored result)."""
+
+    sweep: bool = True  # MixDQ's one-layer-at-a-time sweep: layers × options configs
+    surrogates: list[Literal["ridge", "xgb", "gnn"]] = field(
+        default_factory=lambda: list(SURROGATE_KINDS))
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     """A whole study: model, conditions, sampler, seeds, search space, sampling, metrics."""
@@ -109,6 +121,7 @@ class StudyConfig:
     search_space: SearchSpaceSection = field(default_factory=SearchSpaceSection)
     config_sampler: ConfigSamplerSection = field(default_factory=ConfigSamplerSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    pipeline: PipelineSection = field(default_factory=PipelineSection)
     # Activation quantization on top of every weight config (qua2.activations.ActivationSetting
     # keys, e.g. {bits: 8, mode: static, calibration: ndtc}); null: activations stay FP.
     activations: dict[str, Any] | None = None
@@ -131,6 +144,9 @@ class StudyConfig:
                 f"study format version {self.version} is not supported; this qua2 reads "
                 f"version {STUDY_FORMAT_VERSION}."
             )
+        if not self.pipeline.surrogates:
+            raise Qua2Error("'pipeline.surrogates' must name at least one of "
+                            f"{', '.join(SURROGATE_KINDS)}.")
         self.search_space.build()  # validates methods × bits × group sizes
         self.activation_setting()  # validates the activation keys
 
@@ -144,6 +160,11 @@ class StudyConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(dataclasses.asdict(self))
+
+    def results_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the keys that cannot change a stored result."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("pipeline", "workers",
+                                                                     "threads_per_worker")}
 
     def save(self, path: Path) -> None:
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))

@@ -113,6 +113,9 @@ def stage_sweep(study: Study, options: RunOptions) -> None:
     """Queue and evaluate the one-layer-at-a-time sweep (MixDQ-style sensitivity)."""
     from qua2.study.queue import queue_sweep
 
+    if not study.config.pipeline.sweep:
+        say("sweep: skipped (pipeline.sweep is false)")
+        return
     queue_sweep(study)
     _evaluate(study, options, ["sweep"], "sweep")
 

@@ -49,7 +49,7 @@ class Study:
         existing = directory / STUDY_FILE
         if existing.exists():
             saved = load_study_config(existing)
-            if saved.to_dict() != config.to_dict():
+            if saved.results_dict() != config.results_dict():
                 raise Qua2Error(
                     f"{directory} already holds a study with a different configuration; "
                     "choose another --out directory or re-run with the same YAML."

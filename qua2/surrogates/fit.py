@@ -215,5 +215,6 @@ def load_fitted(study: Any, kind: str | None = None) -> Surrogate:
 def stage_fit(study: Any, options: Any = None) -> None:
     """Pipeline stage: cross-validate and fit every surrogate (skips what is up to date)."""
     threads = getattr(options, "threads", None) or 1
-    fit_study(study, FitOptions(threads=threads))
+    kinds = tuple(study.config.pipeline.surrogates)
+    fit_study(study, FitOptions(surrogates=kinds, threads=threads))
 

@@ -1,7 +1,15 @@
 import numpy as np
+import pandas as pd
+import pytest
 import torch
 
-from qua2.search.verify import bootstrap_indices, score_with_intervals
+from qua2.search.verify import (
+    Verified,
+    bootstrap_indices,
+    bootstrap_interval,
+    paired_difference,
+    score_with_intervals,
+)
 from qua2.study.reference import Reference
 
 
@@ -17,7 +25,8 @@ def test_bootstrap_interval_matches_the_standard_error():
     images = torch.randn(400, 1, 1, 1, generator=generator)
     reference = Reference(images, images, list(range(400)), [0] * 400)
     resamples = bootstrap_indices(400, 400, seed=1)
-    metrics, intervals = score_with_intervals(MeanScorer(), images, reference, resamples)
+    metrics, intervals, draws = score_with_intervals(MeanScorer(), images, reference, resamples)
+    assert len(draws["psnr"]) == 400
     low, high = intervals["psnr"]
     assert low < metrics["psnr"] < high
     expected_half_width = 1.96 * images.std().item() / np.sqrt(400)
@@ -28,3 +37,66 @@ def test_bootstrap_interval_matches_the_standard_error():
 def test_resamples_are_shared_and_seeded():
     assert np.array_equal(bootstrap_indices(10, 5, 3), bootstrap_indices(10, 5, 3))
     assert not np.array_equal(bootstrap_indices(10, 5, 3), bootstrap_indices(10, 5, 4))
+
+
+def test_frechet_intervals_remove_the_resampling_bias():
+    """A resample's FID is biased upward; the shifted interval is centred on the estimate."""
+    point = 10.0
+    draws = np.random.default_rng(0).normal(15.0, 1.0, size=1000)  # all above the estimate
+    low, high = bootstrap_interval("digits_fid", point, draws)
+    assert (low + high) / 2 == pytest.approx(point, abs=0.1)
+    assert high - low == pytest.approx(2 * 1.96, rel=0.1)
+    low, high = bootstrap_interval("class_accuracy", point, draws)  # a mean: percentile
+    assert 13 < low < high < 17
+
+
+def test_paired_difference_uses_the_shared_resamples():
+    rng = np.random.default_rng(0)
+    common = rng.normal(0, 5, size=500)  # resample noise both configs share
+    a = Verified("a", "qua2", 3.5, {"fid": 20.0}, {}, {"fid": list(22 + common)})
+    b = Verified("b", "baseline", 3.5, {"fid": 25.0}, {}, {"fid": list(27 + common + 0.1
+                                                                   * rng.normal(size=500))})
+    delta, low, high = paired_difference(a, b, "fid")
+    assert delta == -5.0
+    assert low < -5.0 < high and high - low < 1.0  # unpaired widths would be ~20
+
+
+def test_paired_comparisons_and_their_markdown():
+    """qua2's best pick per budget against each baseline there and each anchor above it."""
+    from types import SimpleNamespace
+
+    from qua2.search.stage import Candidate
+    from qua2.search.verification import markdown_tables, paired_comparisons
+    from qua2.specs import QuantConfig, QuantOption
+
+    def config(key):
+        return QuantConfig({"layer": QuantOption.parse(key)})
+
+    def verified(cfg, fid, noise):
+        return Verified(cfg.digest(), "x", 3.5, {"digits_fid": fid}, {},
+                        {"digits_fid": list(fid + shared + noise)})
+
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0, 3, size=300)
+    pick, worse_pick, base, anchor = (config(k) for k in ("uaq-w3", "uaq-w4", "kmeans_a-w3",
+                                                         "kmeans_c-w4"))
+    candidates = [Candidate(3.5, "qua2-1", "qua2", pick, 3.5),
+                  Candidate(3.5, "qua2-2", "qua2", worse_pick, 3.5),
+                  Candidate(3.5, "uniform", "baseline", base, 3.2),
+                  Candidate(None, "anchor-kmeans_c-w4", "anchor", anchor, 5.6)]
+    results = [verified(pick, 20.0, 0), verified(worse_pick, 30.0, 0),
+               verified(base, 40.0, rng.normal(0, 0.5, 300)),
+               verified(anchor, 20.2, rng.normal(0, 0.5, 300))]
+    study = SimpleNamespace(config=SimpleNamespace(metrics=SimpleNamespace(
+        primary="digits_fid", lower_is_better=True), verification_images=300),
+        precision_label="A16")
+    frame = paired_comparisons(study, candidates, results)
+    assert list(frame["pick"]) == ["qua2-1", "qua2-1"]  # the better of the two picks
+    assert list(frame["other"]) == ["uniform", "anchor-kmeans_c-w4"]
+    assert list(frame["verdict"]) == ["better", "tie"]
+    assert frame["delta"].iloc[0] == pytest.approx(-20.0)
+    table = pd.DataFrame([{"budget": 3.5, "name": "qua2-1", "kind": "qua2", "avg_bits": 3.5,
+                           "digits_fid": 20.0}])
+    text = markdown_tables(study, table, frame)
+    assert "- vs uniform: -20 [" in text and "→ better" in text
+    assert "anchor-kmeans_c-w4 at 5.600 bits" in text

@@ -8,10 +8,10 @@ from qua2.study.config import StudyConfig, load_study_config, study_config_from_
 EXPERIMENTS = Path(__file__).parents[2] / "experiments"
 
 
-@pytest.mark.parametrize("name", ["digits-dit.yaml", "digits-unet.yaml"])
+@pytest.mark.parametrize("name", ["digits-dit.yaml", "digits-unet.yaml", "digits-dit-quick.yaml"])
 def test_shipped_digits_studies_parse(name):
     config = load_study_config(EXPERIMENTS / name)
-    assert config.model.family == name.removesuffix(".yaml")
+    assert config.model.family == name.removesuffix(".yaml").removesuffix("-quick")
     assert len(config.search_space.build()) == 6
 
 
@@ -33,6 +33,9 @@ def test_resolved_config_round_trips(tmp_path):
         ({"config_sampler": {"low_share": [0.5, 0.2]}}, "low_share must be"),
         ({"search_space": {"bits": [3, 12]}}, "bits must be an integer from 2 to 8"),
         ({"model": "digits"}, "model must be a mapping"),
+        ({"pipeline": {"surrogates": ["svm"]}}, "'pipeline.surrogates\\[0\\]' must be one of"),
+        ({"pipeline": {"surrogates": []}}, "must name at least one"),
+        ({"pipeline": {"sweep": "no"}}, "'pipeline.sweep' must be bool"),
     ],
 )
 def test_bad_values_name_the_key(data, message):
@@ -70,3 +73,24 @@ def test_activation_setting_label():
     config = study_config_from_dict({"activations": {"bits": 6}})
     assert config.activation_setting().label == "A6"
     assert StudyConfig().activation_setting() is None
+
+
+def test_pipeline_choices_do_not_make_a_different_study(tmp_path):
+    """Turning the sweep off (or on) resumes the same study; changing a result key refuses."""
+    from qua2.study.study import Study
+
+    Study.create(study_config_from_dict({"name": "x"}), tmp_path)
+    Study.create(study_config_from_dict({"name": "x", "pipeline": {"sweep": False},
+                                         "workers": 2}), tmp_path)
+    with pytest.raises(Qua2Error, match="different configuration"):
+        Study.create(study_config_from_dict({"name": "x", "images_per_config": 8}), tmp_path)
+
+
+def test_sweep_stage_obeys_pipeline_sweep(tmp_path, capsys):
+    from qua2.study.pipeline import RunOptions, stage_sweep
+    from qua2.study.study import Study
+
+    study = Study.create(study_config_from_dict({"pipeline": {"sweep": False}}), tmp_path)
+    stage_sweep(study, RunOptions())
+    assert "sweep: skipped" in capsys.readouterr().err
+    assert not (tmp_path / "study.sqlite").exists()
