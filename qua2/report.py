@@ -89,15 +89,50 @@ def _study_section(study: Study) -> list[str]:
 
 
 def _folder_section(study: Study, title: str, folder: str, command: str) -> list[str]:
+    """The Markdown texts and figures of ``folder`` and of each of its sub-folders."""
     lines = [f"## {title}", ""]
-    texts = sorted((study.directory / folder).glob("*.md")) if (study.directory / folder).is_dir() \
-        else []
-    figures = _figures(study, folder)
-    if not texts and not figures:
-        return lines + _not_run(folder, command)
-    for text in texts:
-        lines += [text.read_text().strip(), ""]
-    return lines + figures
+    root = study.directory / folder
+    parts = [root] + (sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
+    body: list[str] = []
+    for part in parts:
+        texts = sorted(part.glob("*.md"))
+        figures = _figures(study, str(part.relative_to(study.directory)))
+        if not texts and not figures:
+            continue
+        if part != root:
+            body += [f"### {part.name}", ""]
+        for text in texts:
+            body += [_demote(text.read_text().strip(), top=3 if part == root else 4), ""]
+        body += figures + [""]
+    return lines + (body or _not_run(folder, command))
+
+
+def _demote(markdown: str, top: int = 3) -> str:
+    """An embedded file's headings shifted so its highest one is at level ``top``."""
+    lines = markdown.splitlines()
+    levels = [len(line) - len(line.lstrip("#")) for line in lines if line.startswith("#")]
+    shift = top - min(levels) if levels else 0
+    return "\n".join("#" * shift + line if line.startswith("#") and shift > 0 else line
+                     for line in lines)
+
+
+def _export_section(study: Study) -> list[str]:
+    """Each exported configuration: its bits, its file size against FP16, how to load it."""
+    lines = ["## Exported configurations", ""]
+    exports = sorted((study.directory / "export").glob("*/qua2_quant.json"))
+    if not exports:
+        return lines + _not_run("export", "qua2 export")
+    for meta_path in exports:
+        meta = json.loads(meta_path.read_text())
+        sizes, bits = meta["sizes"], meta["average_bits"]
+        folder = meta_path.parent.relative_to(study.directory)
+        lines += [f"- `{folder}`: {bits['quantized_layers']:.3f} average bits over the "
+                  f"quantized layers ({bits['whole_model']:.3f} for the whole denoiser); "
+                  f"{sizes['file_bytes'] / 1e6:.3f} MB on disk vs "
+                  f"{sizes['fp16_bytes'] / 1e6:.3f} MB in FP16 "
+                  f"({sizes['file_bytes'] / sizes['fp16_bytes']:.1%}); loading: "
+                  f"`{folder}/LOAD.md`."]
+    return lines
 
 
 def build_report(study: Study) -> Path:
@@ -110,8 +145,8 @@ def build_report(study: Study) -> Path:
         ("Surrogate validation", "surrogates", "qua2 fit"),
         ("Explanation", "explain", "qua2 explain"),
         ("Search and verification", "verification", "qua2 search"),
-        ("Exported configurations", "export", "qua2 export"),
     )]
+    sections.append(_export_section(study))
     for section in sections:
         lines += section + [""]
     path = study.path(REPORT_FILE)

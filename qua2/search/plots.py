@@ -14,9 +14,10 @@ COLOURS = {"qua2": "#d62728", "uniform": "#1f77b4", "best-sampled": "#2ca02c",
 
 
 def _colour(name: str) -> str:
-    for prefix, colour in COLOURS.items():
+    # Longest prefix first: "qua2sedimo" (a baseline) must not take the colour of "qua2" picks.
+    for prefix in sorted(COLOURS, key=len, reverse=True):
         if name.startswith(prefix):
-            return colour
+            return COLOURS[prefix]
     return "#8c564b"
 
 

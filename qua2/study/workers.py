@@ -85,8 +85,9 @@ def _run_workers(study: Study, kinds: Sequence[str] | None, workers: int, thread
     try:
         while any(p.poll() is None for p in processes):
             time.sleep(0.5)
-            progress.n = min(pending, _finished(store) - start)
-            progress.refresh()
+            done = min(pending, _finished(store) - start)
+            if done != progress.n:  # redraw on progress only: keeps log files short
+                progress.update(done - progress.n)
     except KeyboardInterrupt:
         for process in processes:
             process.terminate()

@@ -100,3 +100,11 @@ def test_paired_comparisons_and_their_markdown():
     text = markdown_tables(study, table, frame)
     assert "- vs uniform: -20 [" in text and "→ better" in text
     assert "anchor-kmeans_c-w4 at 5.600 bits" in text
+
+
+def test_pareto_colours_tell_qua2_picks_from_the_qua2sedimo_baseline():
+    from qua2.search.plots import COLOURS, _colour
+
+    assert _colour("qua2-1") == _colour("qua2-2") == COLOURS["qua2"]
+    assert _colour("qua2sedimo") == COLOURS["qua2sedimo"] != COLOURS["qua2"]
+    assert _colour("random-3") == COLOURS["random"]
