@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+from qua2.progress import progress_bar
 
 #: ``forward(module, noisy, timesteps, labels) -> predicted noise``
 DenoiseFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -89,7 +90,7 @@ def train_ddpm(
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, recipe))
         module.train()
-        progress = tqdm(range(recipe.steps), desc=desc, unit="step", leave=False)
+        progress = progress_bar(range(recipe.steps), desc=desc, unit="step", leave=False)
         for step in progress:
             index = torch.randint(0, len(images), (recipe.batch_size,))
             clean, label = images[index], labels[index]

@@ -29,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from qua2.errors import Qua2Error
+from qua2.progress import progress_bar
 from qua2.quant.batch import quantize_layers
 from qua2.quant.cache_index import (
     INDEX_NAME,
@@ -253,7 +254,7 @@ def _compute(module: nn.Module, directory: Path, index: dict[str, Any],
              progress: bool, report: BuildReport) -> None:
     total = sum(len(options) for _, options in todo)
     last_flush = time.monotonic()
-    with tqdm(total=total, desc="quantizing layers", unit="option",
+    with progress_bar(total=total, desc="quantizing layers", unit="option",
               disable=not progress or total == 0) as bar:
         for names, options in _batches(todo, module, BATCH_WEIGHTS):
             weights = {name: layer_weight(module, name) for name in names}

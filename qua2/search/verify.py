@@ -134,8 +134,7 @@ def verify(study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]
     known, and results already there (same name, image count, rounds and seed) are reused, so
     an interrupted verification resumes instead of starting over.
     """
-    from tqdm.auto import tqdm
-
+    from qua2.progress import progress_bar
     from qua2.quant import average_bits
 
     reference = get_reference(study, "verification")
@@ -145,7 +144,7 @@ def verify(study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]
                "intervals": INTERVAL_METHOD}
     done = _load_progress(progress_file, setting)
     results = []
-    for name, (kind, config) in tqdm(candidates.items(), desc="verify", unit="config"):
+    for name, (kind, config) in progress_bar(candidates.items(), desc="verify", unit="config"):
         if name in done:
             results.append(done[name])
             continue

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from tqdm.auto import tqdm
 
+from qua2.progress import progress_bar
 from qua2.specs import QuantConfig
 from qua2.study.store import Store
 from qua2.study.study import Study
@@ -65,7 +66,7 @@ def evaluate_pending(study: Study, kinds: Sequence[str] | None = None, workers: 
     if pending == 0:
         return 0
     threads = threads or study.config.threads_per_worker or default_threads(workers)
-    with tqdm(total=pending, desc=desc, unit="config") as progress:
+    with progress_bar(total=pending, desc=desc, unit="config") as progress:
         if workers <= 1:
             torch.set_num_threads(threads)
             return evaluate_loop(study, kinds, progress)
