@@ -74,31 +74,49 @@ class SortedRows:
     def select(self, index: Tensor) -> SortedRows:
         return SortedRows(self.values[index], self.p1[index], self.energy[index])
 
-    def mean(self, a: Tensor, b: Tensor) -> Tensor:
-        """Mean of ``[a, b)``; an empty run falls back to the value at ``a``."""
+    def sums(self, positions: Tensor) -> Tensor:
+        """Prefix sums at ``positions``: a gather into ``p1`` (the costly, cache-missing step,
+        so callers that need the same positions twice gather once and pass the result)."""
+        return self.p1.gather(1, positions)
+
+    def mean(self, a: Tensor, b: Tensor, p_a: Tensor | None = None,
+             p_b: Tensor | None = None) -> Tensor:
+        """Mean of ``[a, b)``; an empty run falls back to the value at ``a``.
+
+        ``p_a`` / ``p_b`` are ``sums(a)`` / ``sums(b)`` when the caller has them already.
+        """
+        p_a = self.sums(a) if p_a is None else p_a
+        p_b = self.sums(b) if p_b is None else p_b
         count = (b - a).to(torch.float64)
-        s1 = self.p1.gather(1, b) - self.p1.gather(1, a)
-        mean = s1 / count.clamp_min(1)
+        mean = (p_b - p_a) / count.clamp_min(1)
         empty = count == 0
         if bool(empty.any()):
             fallback = self.values.gather(1, a.clamp(max=self.n - 1)).double()
             mean = torch.where(empty, fallback, mean)
         return mean
 
-    def ward(self, a: Tensor, t: Tensor, b: Tensor) -> Tensor:
+    def ward(self, a: Tensor, t: Tensor, b: Tensor, p_a: Tensor, p_t: Tensor,
+             p_b: Tensor) -> Tensor:
         """SSE(a, b) − SSE(a, t) − SSE(t, b) = n_l·n_r/n · (μ_l − μ_r)² (Ward, 1963).
 
         The SSE a split of run ``[a, b)`` at ``t`` removes, or a merge of ``[a, t)`` and
-        ``[t, b)`` adds; 0 when a side is empty.
+        ``[t, b)`` adds; 0 when a side is empty. ``p_*`` are the prefix sums at the positions.
         """
         left, right = (t - a).to(torch.float64), (b - t).to(torch.float64)
-        p_a, p_t, p_b = self.p1.gather(1, a), self.p1.gather(1, t), self.p1.gather(1, b)
         diff = (p_t - p_a) / left.clamp_min(1) - (p_b - p_t) / right.clamp_min(1)
         return left * right / (left + right).clamp_min(1) * diff.square()
 
     def means(self, cuts: Tensor) -> Tensor:
         """Centroids ``[rows, k]`` of the clusters between consecutive ``cuts``."""
-        return self.mean(cuts[:, :-1], cuts[:, 1:])
+        p = self.sums(cuts)
+        return self.mean(cuts[:, :-1], cuts[:, 1:], p[:, :-1], p[:, 1:])
+
+    def merge_costs(self, cuts: Tensor, p: Tensor | None = None) -> Tensor:
+        """``[rows, k − 1]`` SSE added by merging each pair of neighbouring clusters
+        (``p``: ``sums(cuts)`` when the caller has it)."""
+        p = self.sums(cuts) if p is None else p
+        return self.ward(cuts[:, :-2], cuts[:, 1:-1], cuts[:, 2:], p[:, :-2], p[:, 1:-1],
+                         p[:, 2:])
 
     def first_at_least(self, values: Tensor) -> Tensor:
         """Per row, the first position whose value is ≥ each of ``values`` (``[rows, m]``)."""
@@ -114,7 +132,8 @@ class SortedRows:
 def _prefix_sum(x: Tensor) -> Tensor:
     """``[rows, n + 1]`` float64 running sums with a leading 0 (NumPy on the CPU: ~3× faster)."""
     if x.device.type == "cpu":
-        out = np.zeros((x.shape[0], x.shape[1] + 1))
+        out = np.empty((x.shape[0], x.shape[1] + 1))  # no zero-fill of 8 bytes per weight
+        out[:, 0] = 0.0
         np.cumsum(x.numpy(), axis=1, dtype=np.float64, out=out[:, 1:])
         return torch.from_numpy(out)
     return pad(torch.cumsum(x, dim=1, dtype=torch.float64), (1, 0))
@@ -187,18 +206,21 @@ def lloyd_cuts(rows: SortedRows, cuts: Tensor, max_iter: int = LLOYD_ITERS,
     return out
 
 
-def split_cuts(rows: SortedRows, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """2-means split of each cluster ``[a, b)``; returns (cut, SSE gain)."""
+def split_cuts(rows: SortedRows, a: Tensor, b: Tensor, p_a: Tensor, p_b: Tensor
+               ) -> tuple[Tensor, Tensor]:
+    """2-means split of each cluster ``[a, b)`` (prefix sums ``p_a``, ``p_b``): (cut, SSE gain)."""
     too_small = b - a < 2
 
     def inside(cut: Tensor) -> Tensor:
         # Keep both halves non-empty; a cluster of < 2 values "splits" into itself and nothing.
         return torch.where(too_small, a, torch.maximum(torch.minimum(cut, b - 1), a + 1))
 
-    cut = inside(rows.first_at_least(rows.mean(a, b)))
+    cut = inside(rows.first_at_least(rows.mean(a, b, p_a, p_b)))
     for _ in range(SPLIT_ITERS):
-        cut = inside(rows.first_at_least((rows.mean(a, cut) + rows.mean(cut, b)) * 0.5))
-    return cut, rows.ward(a, cut, b)
+        p_cut = rows.sums(cut)
+        middle = (rows.mean(a, cut, p_a, p_cut) + rows.mean(cut, b, p_cut, p_b)) * 0.5
+        cut = inside(rows.first_at_least(middle))
+    return cut, rows.ward(a, cut, b, p_a, rows.sums(cut), p_b)
 
 
 def _best_move(rows: SortedRows, cuts: Tensor) -> tuple[Tensor, Tensor]:
@@ -209,9 +231,9 @@ def _best_move(rows: SortedRows, cuts: Tensor) -> tuple[Tensor, Tensor]:
     cheap merge.
     """
     k = cuts.shape[1] - 1
-    a, b = cuts[:, :-1], cuts[:, 1:]
-    cut, gain = split_cuts(rows, a, b)
-    merge_cost = rows.ward(cuts[:, :-2], cuts[:, 1:-1], cuts[:, 2:])  # [rows, k - 1]
+    p = rows.sums(cuts)
+    cut, gain = split_cuts(rows, cuts[:, :-1], cuts[:, 1:], p[:, :-1], p[:, 1:])
+    merge_cost = rows.merge_costs(cuts, p)  # [rows, k - 1]
     pairs = torch.arange(k - 1, device=cuts.device)
     best_gain = torch.full_like(gain[:, 0], float("-inf"))
     best_pair = torch.zeros_like(cuts[:, 0])
@@ -251,18 +273,28 @@ def split_merge(rows: SortedRows, cuts: Tensor, rounds: int = SPLIT_MERGE_ROUNDS
     return out
 
 
+#: Values per block of rows in :func:`assign_codes`: small enough to stay in the CPU cache
+#: across its k − 1 passes (2.4× faster than one pass over a 4608 × 1152 layer).
+ASSIGN_BLOCK = 1 << 18
+
+
 def assign_codes(x: Tensor, centroids: Tensor) -> Tensor:
     """Index of the nearest of the sorted ``centroids`` ``[rows, k]`` for every value of ``x``.
 
     Counts the midpoints at or below each value (ties go up), in place on one uint8 buffer so
-    no temporaries the size of ``x`` are allocated per centroid.
+    no temporaries the size of ``x`` are allocated per centroid; blocks of rows are done one
+    after another so the k − 1 passes over a block hit the cache.
     """
     bounds = ((centroids[:, 1:] + centroids[:, :-1]) * 0.5).to(x.dtype)
     codes = torch.zeros(x.shape, dtype=torch.uint8, device=x.device)
-    hit = torch.empty(x.shape, dtype=torch.bool, device=x.device)
-    for j in range(bounds.shape[1]):
-        torch.ge(x, bounds[:, j : j + 1], out=hit)
-        codes += hit
+    step = x.shape[0] if x.is_cuda else max(1, ASSIGN_BLOCK // max(x.shape[1], 1))
+    for start in range(0, x.shape[0], step):
+        rows = slice(start, start + step)
+        block, out = x[rows], codes[rows]
+        hit = torch.empty(block.shape, dtype=torch.bool, device=x.device)
+        for j in range(bounds.shape[1]):
+            torch.ge(block, bounds[rows, j : j + 1], out=hit)
+            out += hit
     return codes
 
 
