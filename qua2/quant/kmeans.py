@@ -15,14 +15,16 @@ with no per-row Python loop, on CPU or CUDA:
    (j + ½)/k quantiles of that mass. Deterministic, and it gives the tails their centroids.
 3. **Lloyd** iterations (Lloyd 1982) on cuts: the cut between two clusters moves to the first
    value at or above the midpoint of their centroids — one batched ``searchsorted`` — until
-   no cut moves or the centroids move less than scikit-learn's tolerance.
+   no cut moves (exact convergence, so a row's result never depends on its batch).
 4. **Split–merge** moves (as in ISODATA, Ball & Hall 1965): merge the adjacent pair that costs
    least and split the cluster that gains most (by 2-means on its range) whenever that lowers
    the SSE, then run Lloyd again. This escapes the local optima Lloyd gets stuck in.
 5. **Assign** codes by counting the midpoints at or below each value.
 
 On the CPU the sort uses NumPy, whose vectorised sort is several times faster than
-``torch.sort`` there. :func:`kmeans_1d_optimal` solves the problem exactly by dynamic
+``torch.sort`` there, and the clustering runs in a compiled kernel (``kmeans_cpu.py``, Numba)
+that does the same steps row by row without the fixed cost of ~1500 small tensor operations
+per call. :func:`kmeans_1d_optimal` solves the problem exactly by dynamic
 programming (Bellman 1973; Wang & Song 2011) in ``O(k · n²)``; it is the reference in tests.
 """
 
@@ -38,8 +40,6 @@ from torch.nn.functional import pad
 
 #: Caps on iterations; every loop stops earlier once no row changes.
 LLOYD_ITERS = 100
-#: Lloyd stops when the centroids move less than this × the row variance (squared norm).
-LLOYD_TOL = 1e-4
 SPLIT_MERGE_ROUNDS = 16
 SPLIT_ITERS = 4
 
@@ -65,11 +65,6 @@ class SortedRows:
     @property
     def n(self) -> int:
         return self.values.shape[1]
-
-    def variance(self) -> Tensor:
-        """Per-row variance of the values (float64)."""
-        n = max(self.n, 1)
-        return (self.energy / n - (self.p1[:, -1] / n).square()).clamp_min(0)
 
     def select(self, index: Tensor) -> SortedRows:
         return SortedRows(self.values[index], self.p1[index], self.energy[index])
@@ -177,32 +172,28 @@ def density_init(rows: SortedRows, k: int, spacing: int = 8) -> Tensor:
     return e_lo + frac * (e_hi - e_lo)
 
 
-def lloyd_cuts(rows: SortedRows, cuts: Tensor, max_iter: int = LLOYD_ITERS,
-               tol: float = LLOYD_TOL) -> Tensor:
-    """Lloyd's algorithm on cuts, per row until converged or ``max_iter``.
+def lloyd_cuts(rows: SortedRows, cuts: Tensor, max_iter: int = LLOYD_ITERS) -> Tensor:
+    """Lloyd's algorithm on cuts, per row until no cut moves (or ``max_iter`` passes).
 
-    A row has converged when no cut moves, or when its centroids moved by less than ``tol``
-    times the row's variance in squared norm (scikit-learn's default criterion).
+    Exact convergence, not a tolerance on centroid movement: a row whose cuts stopped moving is
+    a fixed point, so it may stay in the batch while others continue without changing — each
+    row's result is the same whatever it is batched with (tested).
     """
     out = cuts.clone()
     active = torch.arange(cuts.shape[0], device=cuts.device)
     sub, cur = rows, cuts
-    limit = tol * rows.variance()
     centroids = sub.means(cur)
     for _ in range(max_iter):
         new = sub.cuts_of(centroids)
         out[active] = new
-        new_centroids = sub.means(new)
-        shift = (new_centroids - centroids).square().sum(dim=1)
-        moving = (new != cur).any(dim=1) & (shift > limit)
+        moving = (new != cur).any(dim=1)
         if not bool(moving.any()):
             break
         if int(moving.sum()) * 2 <= moving.numel():
             # Shrink the working set only when that halves it: selecting copies the rows.
             keep = moving.nonzero().squeeze(1)
-            active, sub, limit = active[keep], sub.select(keep), limit[keep]
-            new, new_centroids = new[keep], new_centroids[keep]
-        cur, centroids = new, new_centroids
+            active, sub, new = active[keep], sub.select(keep), new[keep]
+        cur, centroids = new, sub.means(new)
     return out
 
 
@@ -281,11 +272,18 @@ ASSIGN_BLOCK = 1 << 18
 def assign_codes(x: Tensor, centroids: Tensor) -> Tensor:
     """Index of the nearest of the sorted ``centroids`` ``[rows, k]`` for every value of ``x``.
 
-    Counts the midpoints at or below each value (ties go up), in place on one uint8 buffer so
-    no temporaries the size of ``x`` are allocated per centroid; blocks of rows are done one
-    after another so the k − 1 passes over a block hit the cache.
+    Counts the midpoints at or below each value (ties go up). On the CPU a compiled binary
+    search per value (``kmeans_cpu.assign_rows``); elsewhere in place on one uint8 buffer so no
+    temporaries the size of ``x`` are allocated per centroid, blocks of rows one after another
+    so the k − 1 passes over a block hit the cache.
     """
     bounds = ((centroids[:, 1:] + centroids[:, :-1]) * 0.5).to(x.dtype)
+    if x.device.type == "cpu" and x.dtype == torch.float32:
+        from qua2.quant.kmeans_cpu import assign_rows, use_threads
+
+        with use_threads(torch.get_num_threads()):
+            return torch.from_numpy(assign_rows(np.ascontiguousarray(x.detach().numpy()),
+                                                np.ascontiguousarray(bounds.numpy())))
     codes = torch.zeros(x.shape, dtype=torch.uint8, device=x.device)
     step = x.shape[0] if x.is_cuda else max(1, ASSIGN_BLOCK // max(x.shape[1], 1))
     for start in range(0, x.shape[0], step):
@@ -299,11 +297,26 @@ def assign_codes(x: Tensor, centroids: Tensor) -> Tensor:
 
 
 def kmeans_1d_centroids(sorted_rows: Tensor, k: int) -> Tensor:
-    """Sorted centroids ``[rows, k]`` (float64) for rows that are already sorted ascending."""
+    """Sorted centroids ``[rows, k]`` (float64) for rows that are already sorted ascending.
+
+    CPU tensors go to the compiled row-by-row kernel (:mod:`qua2.quant.kmeans_cpu`), others
+    (CUDA) to the batched tensor version; both run the same algorithm to the same result.
+    """
     if sorted_rows.shape[1] <= k:
         # No more values than centroids: every value is its own centroid (SSE 0).
         extra = sorted_rows[:, -1:].expand(-1, k - sorted_rows.shape[1])
         return torch.cat([sorted_rows, extra], dim=1).double()
+    if sorted_rows.device.type == "cpu":
+        from qua2.quant.kmeans_cpu import kmeans_rows, use_threads
+
+        values = np.ascontiguousarray(sorted_rows.detach().float().numpy())
+        with use_threads(torch.get_num_threads()):  # the same budget torch was given
+            return torch.from_numpy(kmeans_rows(values, k))
+    return kmeans_tensor_centroids(sorted_rows, k)
+
+
+def kmeans_tensor_centroids(sorted_rows: Tensor, k: int) -> Tensor:
+    """The batched tensor version of :func:`kmeans_1d_centroids` (any device; ``n > k``)."""
     rows = SortedRows.of(sorted_rows)
     cuts = lloyd_cuts(rows, rows.cuts_of(density_init(rows, k)))
     return rows.means(split_merge(rows, cuts))

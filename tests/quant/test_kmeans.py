@@ -110,3 +110,30 @@ def test_many_rows_at_once_match_one_at_a_time():
     together = _sse(x, *kmeans_1d(x, 8))
     alone = np.concatenate([_sse(x[i : i + 1], *kmeans_1d(x[i : i + 1], 8)) for i in range(6)])
     np.testing.assert_allclose(together, alone, rtol=1e-9)
+
+
+def test_batched_tensor_version_does_not_depend_on_the_batch():
+    """A row's centroids are the same alone or among others (a stopping tolerance applied to
+    the whole batch once let converged rows keep iterating beside slower ones)."""
+    from qua2.quant.kmeans import kmeans_tensor_centroids, sort_rows
+
+    x = sort_rows(torch.randn(256, 1152, generator=torch.Generator().manual_seed(0)) * 0.02)
+    together = kmeans_tensor_centroids(x, 16)
+    alone = torch.cat([kmeans_tensor_centroids(x[i : i + 1], 16) for i in range(0, 256, 16)])
+    assert torch.equal(together[::16], alone)
+
+
+@pytest.mark.parametrize("k", [4, 8, 16])
+def test_compiled_cpu_kernel_matches_the_tensor_version(k):
+    """The CPU kernel (Numba) and the batched tensor version (CUDA's) give the same clustering."""
+    from qua2.quant.kmeans import kmeans_tensor_centroids, sort_rows
+    from qua2.quant.kmeans_cpu import kmeans_rows
+
+    generator = torch.Generator().manual_seed(k)
+    torch.manual_seed(k)  # StudentT draws from the global generator
+    x = torch.cat([torch.randn(40, 300, generator=generator),
+                   torch.distributions.StudentT(3.0).sample((40, 300)),
+                   torch.rand(40, 300, generator=generator).round(decimals=1)])  # ties
+    rows = sort_rows(x)
+    np.testing.assert_allclose(kmeans_rows(rows.numpy(), k),
+                               kmeans_tensor_centroids(rows, k).numpy(), rtol=0, atol=1e-12)
