@@ -264,18 +264,12 @@ def split_merge(rows: SortedRows, cuts: Tensor, rounds: int = SPLIT_MERGE_ROUNDS
     return out
 
 
-#: Values per block of rows in :func:`assign_codes`: small enough to stay in the CPU cache
-#: across its k − 1 passes (2.4× faster than one pass over a 4608 × 1152 layer).
-ASSIGN_BLOCK = 1 << 18
-
-
 def assign_codes(x: Tensor, centroids: Tensor) -> Tensor:
     """Index of the nearest of the sorted ``centroids`` ``[rows, k]`` for every value of ``x``.
 
-    Counts the midpoints at or below each value (ties go up). On the CPU a compiled binary
-    search per value (``kmeans_cpu.assign_rows``); elsewhere in place on one uint8 buffer so no
-    temporaries the size of ``x`` are allocated per centroid, blocks of rows one after another
-    so the k − 1 passes over a block hit the cache.
+    Counts the midpoints at or below each value (ties go up): on the CPU in a compiled,
+    branch-free loop (``kmeans_cpu.assign_rows``); elsewhere in place on one uint8 buffer, so no
+    temporaries the size of ``x`` are allocated per centroid.
     """
     bounds = ((centroids[:, 1:] + centroids[:, :-1]) * 0.5).to(x.dtype)
     if x.device.type == "cpu" and x.dtype == torch.float32:
@@ -285,14 +279,10 @@ def assign_codes(x: Tensor, centroids: Tensor) -> Tensor:
             return torch.from_numpy(assign_rows(np.ascontiguousarray(x.detach().numpy()),
                                                 np.ascontiguousarray(bounds.numpy())))
     codes = torch.zeros(x.shape, dtype=torch.uint8, device=x.device)
-    step = x.shape[0] if x.is_cuda else max(1, ASSIGN_BLOCK // max(x.shape[1], 1))
-    for start in range(0, x.shape[0], step):
-        rows = slice(start, start + step)
-        block, out = x[rows], codes[rows]
-        hit = torch.empty(block.shape, dtype=torch.bool, device=x.device)
-        for j in range(bounds.shape[1]):
-            torch.ge(block, bounds[rows, j : j + 1], out=hit)
-            out += hit
+    hit = torch.empty(x.shape, dtype=torch.bool, device=x.device)
+    for j in range(bounds.shape[1]):
+        torch.ge(x, bounds[:, j : j + 1], out=hit)
+        codes += hit
     return codes
 
 
