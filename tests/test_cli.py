@@ -51,3 +51,13 @@ def test_module_entry_point_and_light_import():
             "'torch_geometric', 'xgboost'} & set(sys.modules); print(sorted(heavy))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "[]"
+
+
+def test_search_refuses_zero_bootstrap_rounds_before_searching(capsys, tmp_path):
+    from qua2.study.config import study_config_from_dict
+    from qua2.study.study import Study
+
+    Study.create(study_config_from_dict({"name": "x"}), tmp_path)
+    code, _, err = run_cli(capsys, "search", str(tmp_path), "--bits", "3.5", "--rounds", "0")
+    assert code == 2 and "bootstrap rounds must be at least 1" in err
+    assert not (tmp_path / "search").exists()

@@ -96,7 +96,7 @@ def paired_comparisons(study: Study, candidates: list[Candidate],
         for other in others:
             a, b = by_id[pick.config.digest()], by_id[other.config.digest()]
             if primary not in a.draws or primary not in b.draws:
-                continue  # verified before draws were kept
+                continue  # a primary metric without bootstrap draws (custom scorer)
             delta, low, high = paired_difference(a, b, primary)
             gain = sorted((sign * low, sign * high))  # the pick's advantage, positive = better
             better, worse = gain[0] > 0, gain[1] < 0

@@ -31,9 +31,9 @@ from qua2.study.reference import Reference, get_reference
 from qua2.study.scoring import build_scorer
 from qua2.study.study import Study
 
-#: Metrics whose bootstrap intervals are reported.
+#: Metrics whose bootstrap intervals (and draws, for paired comparisons) are kept.
 INTERVAL_METRICS = ("digits_fid", "fid", "fd_clip", "class_accuracy", "clip_score", "psnr",
-                    "ssim")
+                    "ssim", "mse")
 #: Biased distribution metrics: bias-shifted intervals (see the module docstring).
 FRECHET_METRICS = ("digits_fid", "fid", "fd_clip")
 #: Changes whenever the interval method changes, so stale progress files are not reused.

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from qua2.errors import Qua2Error
 from qua2.study.store import Store
 from qua2.study.study import Study
 
@@ -29,6 +30,11 @@ class RunOptions:
     top: int = 2  # qua2 picks kept per budget
     bootstrap_rounds: int = 200
     export_budget: float = 3.5  # the budget whose best verified pick the export stage writes
+
+    def __post_init__(self) -> None:
+        if self.bootstrap_rounds < 1:
+            raise Qua2Error(f"bootstrap rounds must be at least 1, got {self.bootstrap_rounds}; "
+                            "pass e.g. --rounds 200.")
 
 
 def say(message: str) -> None:

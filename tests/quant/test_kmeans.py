@@ -91,9 +91,11 @@ def test_codes_are_nearest_centroids():
     assert torch.all(nearest <= distance.min(dim=2).values + 1e-12)
 
 
-def test_assign_codes_ties_go_up():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # compiled / tensor path
+def test_assign_codes_ties_go_up(dtype):
     centroids = torch.tensor([[0.0, 2.0, 4.0, 6.0]], dtype=torch.float64)
-    codes = assign_codes(torch.tensor([[-1.0, 1.0, 0.999, 3.0, 5.0, 7.0]]), centroids)
+    codes = assign_codes(torch.tensor([[-1.0, 1.0, 0.999, 3.0, 5.0, 7.0]], dtype=dtype),
+                         centroids)
     assert codes.tolist() == [[0, 1, 0, 2, 3, 3]]
 
 
