@@ -36,7 +36,8 @@ INTERVAL_METRICS = ("digits_fid", "fid", "fd_clip", "class_accuracy", "clip_scor
                     "ssim", "mse")
 #: Biased distribution metrics: bias-shifted intervals (see the module docstring).
 FRECHET_METRICS = ("digits_fid", "fid", "fd_clip")
-#: Changes whenever the interval method changes, so stale progress files are not reused.
+#: Part of a verification's setting (with INTERVAL_METRICS): a progress file written under
+#: another method or metric list is not reused.
 INTERVAL_METHOD = "percentile; bias-shifted for Fréchet distances"
 
 
@@ -141,7 +142,7 @@ def verify(study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]
     scorer = build_scorer(study)
     resamples = bootstrap_indices(len(reference.seeds), rounds, seed)
     setting = {"n_images": len(reference.seeds), "rounds": rounds, "seed": seed,
-               "intervals": INTERVAL_METHOD}
+               "intervals": INTERVAL_METHOD, "metrics": list(INTERVAL_METRICS)}
     done = _load_progress(progress_file, setting)
     results = []
     for name, (kind, config) in progress_bar(candidates.items(), desc="verify", unit="config"):
