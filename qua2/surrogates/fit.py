@@ -25,12 +25,12 @@ from typing import Any
 import pandas as pd
 
 from qua2.errors import Qua2Error
+from qua2.study.config import SURROGATE_KINDS as KINDS
 from qua2.surrogates.base import Surrogate, load_surrogate, surrogate_class
 from qua2.surrogates.cv import DEFAULT_CURVE, CVResult, cross_validate
 from qua2.surrogates.data import StudyData, load_study_data
 from qua2.surrogates.report import write_markdown
 
-KINDS = ("ridge", "xgb", "gnn")
 REPORT_JSON = "cv_report.json"
 
 
