@@ -7,12 +7,12 @@ the study directory is copied.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from qua2 import __version__
+from qua2.io import read_json, read_json_object
 from qua2.study.results import status_summary
 from qua2.study.store import Store
 from qua2.study.study import Study
@@ -21,7 +21,9 @@ REPORT_FILE = "report.md"
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    return read_json(path, "re-run the stage that wrote it (see `qua2 run --help`)")
 
 
 def _figures(study: Study, folder: str) -> list[str]:
@@ -123,7 +125,7 @@ def _export_section(study: Study) -> list[str]:
     if not exports:
         return lines + _not_run("export", "qua2 export")
     for meta_path in exports:
-        meta = json.loads(meta_path.read_text())
+        meta = read_json_object(meta_path, "export that configuration again (`qua2 export`)")
         sizes, bits = meta["sizes"], meta["average_bits"]
         folder = meta_path.parent.relative_to(study.directory)
         lines += [f"- `{folder}`: {bits['quantized_layers']:.3f} average bits over the "

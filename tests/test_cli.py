@@ -59,5 +59,5 @@ def test_search_refuses_zero_bootstrap_rounds_before_searching(capsys, tmp_path)
 
     Study.create(study_config_from_dict({"name": "x"}), tmp_path)
     code, _, err = run_cli(capsys, "search", str(tmp_path), "--bits", "3.5", "--rounds", "0")
-    assert code == 2 and "bootstrap rounds must be at least 1" in err
+    assert code == 2 and "--rounds: 0 is below the minimum of 1" in err
     assert not (tmp_path / "search").exists()

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from qua2 import __version__
+from qua2.cli.args import Qua2ArgumentParser
 from qua2.errors import Qua2Error
 
 COMMANDS = ["run", "sample", "sweep", "status", "results", "graph", "fit", "explain", "search",
@@ -21,7 +22,7 @@ COMMANDS = ["run", "sample", "sweep", "status", "results", "graph", "fit", "expl
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Qua2ArgumentParser(
         prog="qua2", description="Quantization-sensitivity studies of diffusion denoisers.")
     parser.add_argument("--version", action="version", version=f"qua2 {__version__}")
     parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
@@ -35,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a usage error already printed
+        return int(stop.code or 0)
     try:
         return int(args._run(args) or 0)
     except Qua2Error as error:

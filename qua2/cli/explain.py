@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from qua2.cli.args import non_negative_int, positive_int
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("explain", help="SHAP explanations and figures",
@@ -15,14 +17,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("study_dir")
     parser.add_argument("--surrogate", action="append", choices=("xgb", "gnn", "ridge"),
                         help="surrogate(s) to explain (repeatable; default: the best fitted)")
-    parser.add_argument("--configs", type=int, help="configs explained (default 300 exact, "
-                        "48 for permutation SHAP)")
-    parser.add_argument("--background", type=int, default=24,
+    parser.add_argument("--configs", type=positive_int,
+                        help="configs explained (default 300 exact, 48 for permutation SHAP)")
+    parser.add_argument("--background", type=positive_int, default=24,
                         help="background configs for permutation SHAP and sub-graph scores")
-    parser.add_argument("--max-variants", type=int, default=1296,
+    parser.add_argument("--max-variants", type=positive_int, default=1296,
                         help="variants scored per sub-graph (sampled when more)")
-    parser.add_argument("--top", type=int, default=20, help="layers in the beeswarm")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--top", type=positive_int, default=20, help="layers in the beeswarm")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--force", action="store_true", help="recompute even if up to date")
     return parser
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from qua2.cli.args import finite_float, non_negative_int, positive_int
 from qua2.errors import Qua2Error
 
 CHOICES = ("xgb", "gnn", "ridge", "all")
@@ -21,19 +22,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--surrogate", action="append", choices=CHOICES,
                         help="which surrogate(s) (repeatable; default: all)")
     parser.add_argument("--target", help="metric to predict (default: objective)")
-    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--curve", type=int, nargs="*", metavar="N",
+    parser.add_argument("--folds", type=positive_int, default=5, help="cross-validation folds")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--curve", type=positive_int, nargs="*", metavar="N",
                         help="learning-curve sizes (default 25 50 100 150 200; none: no curve)")
     parser.add_argument("--curve-gnn", action="store_true",
                         help="also a learning curve for the GNN (slow)")
     parser.add_argument("--no-anchors", action="store_true",
                         help="train on random configs only (default adds the uniform anchors)")
-    parser.add_argument("--epochs", type=int, help="GNN training epochs")
-    parser.add_argument("--hop-rank", type=float, metavar="W",
+    parser.add_argument("--epochs", type=positive_int, help="GNN training epochs")
+    parser.add_argument("--hop-rank", type=finite_float, metavar="W",
                         help="weight of Qua²SeDiMo's hop-level ranking loss (GNN)")
     parser.add_argument("--conv", choices=("gatv2", "gin"), help="GNN convolution")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads per model")
+    parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads per model")
     parser.add_argument("--force", action="store_true", help="refit even if up to date")
     return parser
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from qua2.cli.args import positive_int
 from qua2.study.pipeline import STAGES, RunOptions, run_study
 
 
@@ -15,13 +16,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--stages", nargs="+", choices=[name for name, _ in STAGES],
                         help="run only these stages (default: all)")
     add_worker_options(parser)
-    parser.add_argument("-n", "--num-configs", type=int, help="random configs (overrides YAML)")
+    parser.add_argument("-n", "--num-configs", type=positive_int,
+                        help="random configs (overrides YAML)")
     return parser
 
 
 def add_worker_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, help="evaluation processes (default: YAML)")
-    parser.add_argument("--threads", type=int, help="torch threads per worker")
+    parser.add_argument("--workers", type=positive_int, help="evaluation processes (default: YAML)")
+    parser.add_argument("--threads", type=positive_int, help="torch threads per worker")
 
 
 def run(args: argparse.Namespace) -> int:

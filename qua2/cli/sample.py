@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from qua2.cli.args import positive_int
 from qua2.cli.run import add_worker_options
 from qua2.study.pipeline import RunOptions, stage_sample
 from qua2.study.store import Store
@@ -14,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser("sample", help="evaluate N more random configurations",
                                    description=__doc__)
     parser.add_argument("study_dir")
-    parser.add_argument("-n", type=int, required=True, help="how many more configurations")
+    parser.add_argument("-n", type=positive_int, required=True, help="how many more configurations")
     add_worker_options(parser)
     return parser
 

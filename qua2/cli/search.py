@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from qua2.cli.args import finite_float, positive_int
 from qua2.search.stage import DEFAULT_BUDGETS
 
 
@@ -19,13 +20,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                                    description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study_dir")
-    parser.add_argument("--bits", type=float, nargs="+", default=list(DEFAULT_BUDGETS),
+    parser.add_argument("--bits", type=finite_float, nargs="+", default=list(DEFAULT_BUDGETS),
                         help="average-bit budgets, overheads included (default: %(default)s)")
     parser.add_argument("--surrogate", choices=("best", "xgb", "gnn", "ridge"), default="best",
                         help="which fitted surrogate guides the search")
-    parser.add_argument("--top", type=int, default=2, help="qua2 picks kept per budget")
+    parser.add_argument("--top", type=positive_int, default=2, help="qua2 picks kept per budget")
     parser.add_argument("--no-verify", action="store_true", help="skip real verification")
-    parser.add_argument("--rounds", type=int, default=200, help="bootstrap resamples")
+    parser.add_argument("--rounds", type=positive_int, default=200, help="bootstrap resamples")
     return parser
 
 

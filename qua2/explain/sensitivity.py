@@ -11,12 +11,12 @@ but a low correlation is a warning.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from qua2.io import read_json_object, rerun_stage
 from qua2.surrogates.data import StudyData, Target
 from qua2.surrogates.ranking import kendall, spearman
 
@@ -64,7 +64,7 @@ def fp_metric(study: Any, name: str) -> float | None:
     path = study.path("reference", "fp_metrics.json")
     if not path.exists():
         return None
-    value = json.loads(path.read_text()).get(name)
+    value = read_json_object(path, rerun_stage(study.directory, "reference")).get(name)
     return float(value) if value is not None and np.isfinite(value) else None
 
 

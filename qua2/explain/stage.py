@@ -22,6 +22,7 @@ Everything goes to ``<study>/explain/``; every PNG has a CSV of the data behind 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from qua2.explain.attributions import LayerExplanation, explain
 from qua2.explain.grouping import LABELS, layer_table, mean_abs, option_preference, views
 from qua2.explain.sensitivity import fp_metric, importance_vs_sweep, sweep_sensitivity
 from qua2.explain.subgraphs import best_variants, quantifiable_sensitivity, summarise
+from qua2.io import DamagedArtifactError, read_json_object, rerun_stage
 from qua2.plots import save_figure
 from qua2.surrogates.data import StudyData, load_study_data
 from qua2.surrogates.fit import load_fitted, say
@@ -66,7 +68,7 @@ def explain_study(study: Any, options: ExplainOptions | None = None
                         f"{study.directory} --surrogate {missing[0]}` first.")
     data = load_study_data(study)
     path = study.path("explain", "explain.json")
-    previous = json.loads(path.read_text()) if path.exists() else {}
+    previous = _previous_explanation(path)
     entries = previous.get("surrogates", {}) if previous.get("target") == report["target"] \
         else {}
     todo = [k for k in kinds if options.force or entries.get(k, {}).get("fingerprint")
@@ -112,12 +114,23 @@ def _json(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else str(value)
 
 
+def _previous_explanation(path: Any) -> dict[str, Any]:
+    """What an earlier run explained; a damaged file only means recomputing it."""
+    if not path.exists():
+        return {}
+    try:
+        return read_json_object(path, "it is computed again")
+    except DamagedArtifactError as error:
+        print(f"qua2: {error}", file=sys.stderr)
+        return {}
+
+
 def _fit_report(study: Any) -> dict[str, Any]:
     path = study.path("surrogates", "cv_report.json")
     if not path.exists():
         raise Qua2Error(f"{study.directory} has no fitted surrogates; run `qua2 fit "
                         f"{study.directory}` first.")
-    return json.loads(path.read_text())
+    return read_json_object(path, rerun_stage(study.directory, "fit"))
 
 
 def _graph(study: Any) -> Any:

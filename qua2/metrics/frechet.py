@@ -163,8 +163,15 @@ def _save_stats(stats: GaussianStats, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    save_file({"mu": stats.mu, "sigma": stats.sigma}, str(tmp), metadata={"n": str(stats.n)})
+    metadata = {"n": str(stats.n), "digest": _stats_digest(stats.mu, stats.sigma)}
+    save_file({"mu": stats.mu, "sigma": stats.sigma}, str(tmp), metadata=metadata)
     tmp.replace(path)  # atomic: concurrent workers never read half a file
+
+
+def _stats_digest(mu: np.ndarray, sigma: np.ndarray) -> str:
+    from qua2.io import bytes_digest
+
+    return bytes_digest(np.ascontiguousarray(mu).tobytes() + np.ascontiguousarray(sigma).tobytes())
 
 
 def _load_stats(path: Path) -> GaussianStats | None:
@@ -173,9 +180,12 @@ def _load_stats(path: Path) -> GaussianStats | None:
 
     try:
         with safe_open(str(path), framework="numpy") as handle:
-            n = int(handle.metadata()["n"])
+            metadata = handle.metadata()
+            n = int(metadata["n"])
             mu, sigma = handle.get_tensor("mu"), handle.get_tensor("sigma")
     except Exception:  # any parse failure means "recompute", never "crash"
+        return None
+    if metadata.get("digest") != _stats_digest(mu, sigma):  # a flipped bit: recompute
         return None
     ok = (mu.ndim == 1 and sigma.shape == (len(mu), len(mu)) and np.isfinite(sigma).all()
           and np.isfinite(mu).all())

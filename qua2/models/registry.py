@@ -42,4 +42,11 @@ def load_model(family: str, path: str | Path | None = None, **options: Any):
         )
     module_name, func_name = FAMILIES[family].split(":")
     loader = getattr(importlib.import_module(module_name), func_name)
-    return loader(path, **options)
+    try:
+        return loader(path, **options)
+    except TypeError as error:  # an option the loader does not take: bad input, not a bug
+        if "unexpected keyword argument" not in str(error):
+            raise
+        name = str(error).rsplit(" ", 1)[-1]
+        raise Qua2Error(f"model.options has {name}, which family {family!r} does not take; "
+                        "see docs/models.md for its options.") from None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ class OptionCache:
     """Read access to a built option cache (see :meth:`build` to create or update one)."""
 
     def __init__(self, directory: str | Path, *, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                 log: Log = stderr_log) -> None:
+                 log: Log = stderr_log, source: Callable[[], nn.Module] | None = None) -> None:
         self.directory = Path(directory)
         self._index = read_index(self.directory)
         self.space = SearchSpace.from_dict(self._index["space"])
@@ -69,6 +69,9 @@ class OptionCache:
         self._memo: OrderedDict[tuple, Tensor] = OrderedDict()
         self._memo_bytes = 0
         self._module: weakref.ref[nn.Module] | None = None
+        #: Gives the FP module on demand, so a damaged shard can be recomputed from it even
+        #: when the cache was opened from disk (a study's worker loads its model lazily).
+        self._source = source
 
     # ----------------------------------------------------------------- building
     @classmethod
@@ -212,11 +215,14 @@ class OptionCache:
     def _recompute(self, layer: str, option: QuantOption, problem: str) -> QuantizedWeight:
         """Recompute a missing/corrupt shard from the module the cache was built from."""
         module = self._module() if self._module is not None else None
+        if module is None and self._source is not None:
+            module = self._source()
         weight = layer_weight(module, layer) if module is not None else None
         if weight is None or tensor_digest(weight) != self.weight_hash(layer):
             raise Qua2Error(
-                f"the shard of layer {layer!r} option {option.key!r} is {problem}; rebuild "
-                f"the cache with OptionCache.build(model, space, {str(self.directory)!r})."
+                f"the shard of layer {layer!r} option {option.key!r} is {problem} and its FP "
+                f"weight is not at hand; rebuild the cache (the study's `cache` stage, or "
+                f"OptionCache.build(model, space, {str(self.directory)!r}))."
             )
         self.log(f"shard of {layer!r} {option.key} was {problem}; recomputed it.")
         qweight = quantize_options(weight, [option])[option]

@@ -13,12 +13,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load as st_load
@@ -26,19 +23,9 @@ from safetensors.torch import save as st_save
 from torch import Tensor
 
 from qua2.errors import Qua2Error
+from qua2.io import atomic_write, atomic_write_json, bytes_digest, file_digest
 
-
-def bytes_digest(data: bytes | memoryview) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def file_digest(path: Path) -> str:
-    """BLAKE2b-128 of a file, read in 4 MiB blocks."""
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
+__all__ = ["atomic_write", "atomic_write_json", "bytes_digest", "file_digest"]
 
 
 def tensor_digest(tensor: Tensor) -> str:
@@ -58,27 +45,6 @@ def module_digest(module: torch.nn.Module) -> str:
     for name, tensor in sorted(module.state_dict().items()):
         digest.update(f"{name}={tensor_digest(tensor)};".encode())
     return digest.hexdigest()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that the file is either old or complete, never partial."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: Path, payload: Any) -> None:
-    """JSON with keys in insertion order (layer order is meaningful), atomically."""
-    atomic_write(path, (json.dumps(payload, indent=1) + "\n").encode())
 
 
 def safetensors_bytes(tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> bytes:

@@ -51,13 +51,17 @@ class CostTable:
         return self.avg_bits(self.nbytes.argmin(1)), self.avg_bits(self.nbytes.argmax(1))
 
     def check_budget(self, budget_bits: float) -> None:
+        """Refuse a budget no configuration can meet, or one above the costliest (not binding).
+
+        The message names the feasible range, overheads included.
+        """
         low, high = self.bits_range()
-        if budget_bits < low - 1e-9:
+        if not low - 1e-9 <= budget_bits <= high + 1e-9:
+            where = "below the cheapest" if budget_bits < low else "above the costliest"
             raise Qua2Error(
-                f"a budget of {budget_bits:g} average bits is below the smallest configuration "
-                f"of this search space ({low:.3f} bits with overheads); ask for at least that."
+                f"a budget of {budget_bits:g} average bits is {where} configuration of this "
+                f"search space; ask for {low:.3f} to {high:.3f} bits (overheads included)."
             )
-        del high  # any budget above the largest config is simply not binding
 
     def to_config(self, choice: np.ndarray) -> QuantConfig:
         return QuantConfig({layer: self.options[int(i)] for layer, i in zip(self.layers, choice)})

@@ -9,12 +9,12 @@ starting with the sub-graphs whose scores vary least (whose choices matter least
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from qua2.io import read_json_object, rerun_stage
 from qua2.search.baselines import repair_to_budget
 from qua2.search.budget import CostTable
 from qua2.study.study import Study
@@ -24,7 +24,8 @@ def explain_folder(study: Study) -> Path | None:
     """The explanation folder with sub-graph scores, preferring the best fitted surrogate's."""
     root = study.directory / "explain"
     report = study.directory / "surrogates" / "cv_report.json"
-    best = json.loads(report.read_text()).get("best") if report.exists() else None
+    best = read_json_object(report, rerun_stage(study.directory, "fit")).get("best") \
+        if report.exists() else None
     folders = ([root / best] if best else []) + sorted(p for p in root.glob("*") if p.is_dir())
     for folder in folders:
         if (folder / "best_variants.csv").exists() and (folder / "subgraph_scores.csv").exists():

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from qua2.io import read_json, rerun_stage
 from qua2.search.baselines import best_sampled, best_uniform, mixdq_ip, random_at_budget
 from qua2.search.budget import CostTable
 from qua2.search.refine import Predictor, search_budget
@@ -139,16 +140,16 @@ def stage_search(study: Study, predict: Predictor | None, cache: Any,
                  budgets: Sequence[float] = DEFAULT_BUDGETS, top: int = 2) -> list[Candidate]:
     """Candidates for every budget; written to ``search/candidates.json``."""
     table = cost_table(study, cache)
-    low, _ = table.bits_range()
+    low, high = table.bits_range()
     # Every uniform config is verified once as a reference row: uniform 4-bit costs slightly
     # more than 4.0 bits with its overheads, so no budget ≤ 4 would otherwise show it.
     candidates = [Candidate(None, f"anchor-{o.key}", "anchor", table.to_config(np.full(len(
         table.layers), i)), table.avg_bits(np.full(len(table.layers), i)))
         for i, o in enumerate(table.options)]
     for budget in budgets:
-        if budget < low:
-            print(f"qua2: skipping budget {budget:g}: the smallest configuration of this search "
-                  f"space has {low:.3f} average bits.")
+        if not low <= budget <= high:  # only default budgets get here (explicit: refused)
+            print(f"qua2: skipping budget {budget:g}: configurations of this search space have "
+                  f"{low:.3f} to {high:.3f} average bits.")
             continue
         candidates += budget_candidates(study, table, predict, budget, top=top)
     path = study.path(*CANDIDATES_FILE)
@@ -160,4 +161,5 @@ def load_candidates(study: Study) -> list[Candidate]:
     path = study.path(*CANDIDATES_FILE)
     if not path.exists():
         return []
-    return [Candidate.from_dict(d) for d in json.loads(path.read_text())]
+    entries = read_json(path, rerun_stage(study.directory, "search"))
+    return [Candidate.from_dict(d) for d in entries]

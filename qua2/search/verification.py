@@ -7,12 +7,12 @@ so the two are never mixed in one table or one panel.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 import pandas as pd
 
+from qua2.io import read_json, rerun_stage
 from qua2.search.stage import Candidate, load_candidates
 from qua2.search.verify import Verified, paired_difference, save_verified, verify
 from qua2.study.results import results_frame
@@ -161,4 +161,6 @@ def _cell(row: Any, metric: str) -> str:
 
 def load_verification(study: Study) -> list[dict[str, Any]]:
     path = study.path(*RESULTS_FILE)
-    return json.loads(path.read_text()) if path.exists() else []
+    if not path.exists():
+        return []
+    return read_json(path, rerun_stage(study.directory, "verify"))

@@ -88,7 +88,7 @@ class MetricsSection:
     """Which metrics to compute and which one is the primary objective."""
 
     primary: str = "digits_fid"
-    lower_is_better: bool = True
+    lower_is_better: bool | None = None  # None: the metric's own direction (metric registry)
     bits_penalty: float = 0.0  # Qua²SeDiMo's λ: objective = primary ± λ·avg_bits
     clip_model: str | None = None  # local CLIP directory (text families)
     inception_weights: str | None = None  # local Inception weights (real models)
@@ -149,6 +149,9 @@ class StudyConfig:
                             f"{', '.join(SURROGATE_KINDS)}.")
         self.search_space.build()  # validates methods × bits × group sizes
         self.activation_setting()  # validates the activation keys
+        from qua2.study.validate import validate_study_config
+
+        validate_study_config(self)
 
     def activation_setting(self) -> Any:
         """The :class:`~qua2.activations.ActivationSetting` of the study, or None."""
@@ -171,13 +174,17 @@ class StudyConfig:
 
 
 def load_study_config(path: str | Path) -> StudyConfig:
-    """Read and validate a study YAML file."""
+    """Read and validate a study YAML file (every key, cross-key rule and registry name)."""
+    from qua2.io import read_text
+
     path = Path(path)
     if not path.is_file():
         raise Qua2Error(f"study file {path} does not exist; pass a YAML file from experiments/.")
+    text = read_text(path, "a study file is UTF-8 YAML text: pass one from experiments/.")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
+        data = yaml.safe_load(text)
+        data = {} if data is None else data
+    except (yaml.YAMLError, ValueError, RecursionError) as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise Qua2Error(f"study file {path} is not valid YAML{where}; fix its syntax.") from None
@@ -193,10 +200,10 @@ def study_config_from_dict(data: Any, source: str = "study") -> StudyConfig:
 def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
     if not isinstance(data, dict):
         where = prefix.rstrip(".") or "the top level"
-        raise Qua2Error(f"{source}: {where} must be a mapping of keys, got {data!r}.")
+        raise Qua2Error(f"{source}: {where} must be a mapping of keys, got {short_repr(data)}.")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(map(str, set(data) - names))
     if unknown:
         raise Qua2Error(
             f"{source}: unknown key '{prefix}{unknown[0]}'; "
@@ -217,20 +224,22 @@ def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
     if origin is Literal:
         if value not in args:
             allowed = ", ".join(repr(a) for a in args)
-            raise Qua2Error(f"{source}: '{key}' must be one of {allowed}, got {value!r}.")
+            raise Qua2Error(f"{source}: '{key}' must be one of {allowed}, "
+                            f"got {short_repr(value)}.")
         return value
     if origin is dict:
         if not isinstance(value, dict):
-            raise Qua2Error(f"{source}: '{key}' must be a mapping, got {value!r}.")
+            raise Qua2Error(f"{source}: '{key}' must be a mapping, got {short_repr(value)}.")
         return dict(value)
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
-            raise Qua2Error(f"{source}: '{key}' must be a list, got {value!r}.")
+            raise Qua2Error(f"{source}: '{key}' must be a list, got {short_repr(value)}.")
         item = args[0] if args else Any
         items = [_coerce(item, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
         fixed_length = origin is tuple and len(args) > 1 and args[1] is not Ellipsis
         if fixed_length and len(items) != len(args):
-            raise Qua2Error(f"{source}: '{key}' must have {len(args)} items, got {value!r}.")
+            raise Qua2Error(f"{source}: '{key}' must have {len(args)} items, "
+                            f"got {short_repr(value)}.")
         return tuple(items) if origin is tuple else items
     return _coerce_scalar(hint, value, key, source)
 
@@ -246,7 +255,13 @@ def _coerce_scalar(hint: Any, value: Any, key: str, source: str) -> Any:
         return value
     if hint is bool and isinstance(value, bool):
         return value
-    raise Qua2Error(f"{source}: '{key}' must be {hint.__name__}, got {value!r}.")
+    raise Qua2Error(f"{source}: '{key}' must be {hint.__name__}, got {short_repr(value)}.")
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so an error message stays one line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _check_positive(obj: Any, names: tuple[str, ...], prefix: str = "") -> None:

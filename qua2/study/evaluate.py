@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from qua2.errors import Qua2Error
 from qua2.specs import QuantConfig
 from qua2.study.reference import Reference, get_reference
 from qua2.study.scoring import Scorer, build_scorer
@@ -74,6 +75,10 @@ class Evaluator:
             result.timings["score"] = clock() - restored
             if keep_images:
                 result.images = images
+        except Qua2Error:
+            # Bad input or a damaged file of qua2's own: not a property of this configuration,
+            # so it must never become a failed row (the caller puts the row back).
+            raise
         except Exception as error:  # recorded as a failed config; the study goes on
             result.error = f"{type(error).__name__}: {error}"
             traceback.print_exc()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 
+from qua2.io import DamagedArtifactError, read_json_object
 from qua2.study.study import Study
 
 GRAPH_FILE = "graph.json"
@@ -15,7 +17,13 @@ def study_graph(study: Study):
 
     path = study.path(GRAPH_FILE)
     if path.exists():
-        return OpGraph.from_dict(json.loads(path.read_text()))
+        try:
+            return OpGraph.from_dict(read_json_object(path, "it is traced again"))
+        except (DamagedArtifactError, KeyError, TypeError, ValueError) as error:
+            # The graph is a pure function of the model: trace it again rather than fail.
+            problem = error.problem if isinstance(error, DamagedArtifactError) else "malformed"
+            print(f"qua2: {path} is damaged ({problem}); tracing the model again.",
+                  file=sys.stderr)
     graph = trace_adapter(study.adapter)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(graph.to_dict()))

@@ -7,7 +7,9 @@ so dequantized weights memoised in memory are shared by all configs a process ev
 
 from __future__ import annotations
 
+from qua2.errors import Qua2Error
 from qua2.quant import OptionCache
+from qua2.quant.cache_build import stderr_log
 from qua2.quant.cache_index import INDEX_NAME
 from qua2.study.study import Study
 
@@ -30,6 +32,10 @@ def open_option_cache(study: Study) -> OptionCache:
     directory = study.directory / CACHE_DIR
     if not (directory / INDEX_NAME).exists():
         return build_option_cache(study)
-    cache = OptionCache(directory)
+    try:
+        cache = OptionCache(directory, source=lambda: study.adapter.module)
+    except Qua2Error as error:  # a damaged index: rebuilt from the shards, which are reused
+        stderr_log(f"{error} Rebuilding it now.")
+        return build_option_cache(study)
     study.__dict__["option_cache"] = cache
     return cache

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qua2.errors import Qua2Error
+from qua2.io import DamagedArtifactError, atomic_write_json, read_json_object
 from qua2.study.store import Store
 from qua2.study.study import Study
 
@@ -65,13 +66,24 @@ def stage_reference(study: Study, options: RunOptions) -> None:
     save_figure(sample_grid_figure(reference.images[:shown], reference.conditions[:shown],
                                    suptitle=f"{study.config.name}: full precision"), grid)
     metrics_path = study.path("reference", "fp_metrics.json")
-    if not metrics_path.exists():
+    metrics = _stored_fp_metrics(metrics_path)
+    if metrics is None:
         metrics = build_scorer(study).score(reference.images, reference)
-        metrics_path.write_text(json.dumps(metrics, indent=2))
-    metrics = json.loads(metrics_path.read_text())
+        atomic_write_json(metrics_path, metrics)
     say(f"FP sample grid → {grid}")
     say("FP metrics (" + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()) + f") → "
         f"{metrics_path}")
+
+
+def _stored_fp_metrics(path: Path) -> dict[str, float] | None:
+    """The FP metrics written by an earlier run; None if absent or damaged (then recomputed)."""
+    if not path.exists():
+        return None
+    try:
+        return read_json_object(path, "they are computed again")
+    except DamagedArtifactError as error:
+        say(f"{error}")
+        return None
 
 
 def stage_graph(study: Study, options: RunOptions) -> None:
@@ -155,8 +167,11 @@ def stage_search(study: Study, options: RunOptions) -> None:
     from qua2.surrogates.fit import load_fitted
 
     cache = open_option_cache(study)
+    table = cost_table(study, cache)
+    for budget in options.budgets or ():  # budgets asked for explicitly must be feasible
+        table.check_budget(budget)
     kind = None if options.surrogate == "best" else options.surrogate
-    predict = surrogate_predictor(load_fitted(study, kind), cost_table(study, cache))
+    predict = surrogate_predictor(load_fitted(study, kind), table)
     candidates = search(study, predict, cache, options.budgets or DEFAULT_BUDGETS, options.top)
     say(f"search: {len(candidates)} candidates → {study.path('search', 'candidates.json')}")
 
@@ -210,9 +225,12 @@ def run_study(config_path: str | Path, out: str | Path, options: RunOptions | No
               stages: list[str] | None = None) -> Study:
     """Create or resume the study of ``config_path`` in ``out`` and run its stages in order."""
     from qua2.study.config import load_study_config
+    from qua2.study.validate import check_study_paths
 
     options = options or RunOptions()
-    study = Study.create(load_study_config(config_path), out)
+    config = load_study_config(config_path)
+    check_study_paths(config)
+    study = Study.create(config, out)
     for name, stage in STAGES:
         if stages is None or name in stages:
             stage(study, options)

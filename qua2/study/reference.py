@@ -8,14 +8,16 @@ configurations are not drowned by sampling noise (common random numbers).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from qua2.errors import Qua2Error
+from qua2.io import DamagedArtifactError, bytes_digest, load_safetensors
 from qua2.study.study import Study
 
 
@@ -30,26 +32,31 @@ class Reference:
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
-        metadata = {"seeds": json.dumps(self.seeds), "conditions": json.dumps(self.conditions)}
-        save_file({"images": self.images.contiguous(), "noise": self.noise.contiguous()}, tmp,
-                  metadata=metadata)
+        tensors = {"images": self.images.contiguous(), "noise": self.noise.contiguous()}
+        metadata = {"seeds": json.dumps(self.seeds), "conditions": json.dumps(self.conditions),
+                    "digest": _tensors_digest(tensors)}
+        save_file(tensors, tmp, metadata=metadata)
         tmp.replace(path)  # atomic: a killed run never leaves half a reference
 
     @classmethod
     def load(cls, path: Path) -> Reference:
-        from safetensors import safe_open
-
+        fix = "delete it and re-run to generate it again"
+        tensors, metadata = load_safetensors(path, fix)
         try:
-            tensors = load_file(path)
-            with safe_open(path, "pt") as handle:
-                metadata = handle.metadata()
+            if metadata["digest"] != _tensors_digest(tensors):
+                raise ValueError("digest mismatch")
             return cls(tensors["images"], tensors["noise"], json.loads(metadata["seeds"]),
                        json.loads(metadata["conditions"]))
-        except Exception as error:  # any unreadable file means the same thing to the user
-            raise Qua2Error(
-                f"the FP reference {path} is unreadable ({type(error).__name__}); delete it and "
-                "re-run to regenerate it."
-            ) from None
+        except (KeyError, ValueError) as error:  # a flipped bit, or a file of another format
+            raise DamagedArtifactError(path, str(error).strip("'"), fix) from None
+
+
+def _tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """Digest of the exact bytes of named tensors (a corrupted file must not give numbers)."""
+    from qua2.quant.store import tensor_digest
+
+    return bytes_digest("".join(f"{k}={tensor_digest(v)};" for k, v in sorted(
+        tensors.items())).encode())
 
 
 def reference_path(study: Study, which: str) -> Path:
@@ -61,9 +68,12 @@ def get_reference(study: Study, which: str = "sampling") -> Reference:
     path = reference_path(study, which)
     seeds = study.sampling_seeds() if which == "sampling" else study.verification_seeds()
     if path.exists():
-        reference = Reference.load(path)
-        if reference.seeds == seeds:
-            return reference
+        try:
+            reference = Reference.load(path)
+            if reference.seeds == seeds:
+                return reference
+        except Qua2Error as error:  # FP images are a pure function of the model and seeds
+            print(f"qua2: {error.args[0].split(';')[0]}; generating it again.", file=sys.stderr)
     started = time.perf_counter()
     noise = study.adapter.initial_noise(seeds)
     images = study.generate(seeds, noise=noise)

@@ -94,12 +94,31 @@ class Store:
     def __init__(self, path: str | Path, environment: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN ourselves, so every transaction is explicit.
-        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._init_schema(environment or {})
+        if self.path.is_dir():
+            raise Qua2Error(f"{self.path} is a directory, not the study's store; move it away.")
+        try:
+            # isolation_level=None: we issue BEGIN ourselves, so every transaction is explicit.
+            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._init_schema(environment or {})
+            self._check_integrity()
+        except sqlite3.DatabaseError as error:
+            raise self.damaged(error) from None
+
+    def damaged(self, error: sqlite3.DatabaseError) -> Qua2Error:
+        """The one sentence for a store SQLite cannot read: it is never deleted or rebuilt."""
+        return Qua2Error(
+            f"the study store {self.path} is damaged ({error}); it holds the evaluated "
+            "configurations, so qua2 leaves it untouched: restore it from a backup, or move it "
+            "away and re-run to evaluate again.")
+
+    def _check_integrity(self) -> None:
+        """``PRAGMA quick_check``: damaged pages are found now, not in the middle of a stage."""
+        result = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        if result != "ok":
+            raise sqlite3.DatabaseError(str(result).splitlines()[0])
 
     def close(self) -> None:
         self._db.close()
@@ -183,6 +202,12 @@ class Store:
                 [(i,) for i in dead],
             )
         return len(dead)
+
+    def release(self, config_id: str) -> None:
+        """Put a row this process claimed back to ``pending`` (its evaluation was stopped)."""
+        with self._transaction():
+            self._db.execute("UPDATE configs SET status='pending', worker=NULL, claimed_at=NULL "
+                             "WHERE id=? AND status='running'", (config_id,))
 
     def claim(self, kinds: Iterable[str] | None = None) -> Row | None:
         """Atomically take the oldest pending row (of ``kinds``) for this process."""

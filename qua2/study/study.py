@@ -34,6 +34,15 @@ def resolve_device(name: str) -> torch.device:
         raise Qua2Error(message) from None
 
 
+def _load_saved_config(path: Path) -> StudyConfig:
+    """The resolved study file a study directory keeps; damage names the fix."""
+    try:
+        return load_study_config(path)
+    except Qua2Error as error:
+        raise Qua2Error(f"the study's saved configuration {path} is unusable ({error}); copy "
+                        f"the study YAML the directory was made from to {path}.") from None
+
+
 class Study:
     """A study directory: its config, its model and its fixed conditions and seeds."""
 
@@ -46,15 +55,22 @@ class Study:
     def create(cls, config: StudyConfig, directory: str | Path) -> Study:
         """Start (or re-open) a study in ``directory``; refuses to mix two different configs."""
         directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise Qua2Error(f"--out {directory} is a file, not a directory; choose a new or an "
+                            "existing study directory.")
         existing = directory / STUDY_FILE
         if existing.exists():
-            saved = load_study_config(existing)
+            saved = _load_saved_config(existing)
             if saved.results_dict() != config.results_dict():
                 raise Qua2Error(
                     f"{directory} already holds a study with a different configuration; "
                     "choose another --out directory or re-run with the same YAML."
                 )
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise Qua2Error(f"cannot create the study directory {directory} "
+                            f"({error.strerror}); choose another --out.") from None
         config.save(existing)
         return cls(directory, config)
 
@@ -68,7 +84,7 @@ class Study:
                 f"{directory} is not a qua2 study directory (no {STUDY_FILE}); "
                 "create one with `qua2 run STUDY.yaml --out DIR`."
             )
-        return cls(directory, load_study_config(path))
+        return cls(directory, _load_saved_config(path))
 
     def path(self, *parts: str) -> Path:
         """A path inside the study directory (parent folders created)."""
@@ -85,8 +101,10 @@ class Study:
     def adapter(self) -> Any:
         """The denoiser adapter, loaded once per process."""
         from qua2.models import load_model
+        from qua2.study.validate import check_study_paths
 
         model = self.config.model
+        check_study_paths(self.config)
         adapter = load_model(model.family, model.path, **model.options)
         dtype = getattr(torch, model.dtype)
         adapter.module.to(device=self.device, dtype=dtype)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from tqdm.auto import tqdm
 
+from qua2.errors import Qua2Error
 from qua2.progress import progress_bar
 from qua2.specs import QuantConfig
 from qua2.study.store import Store
@@ -38,8 +39,13 @@ def evaluate_loop(study: Study, kinds: Sequence[str] | None = None,
     evaluator: Evaluator | None = None
     done = 0
     while (row := store.claim(kinds)) is not None:
-        evaluator = evaluator or Evaluator(study, open_option_cache(study))
-        result = evaluator.evaluate(QuantConfig.from_dict(row.config))
+        try:
+            evaluator = evaluator or Evaluator(study, open_option_cache(study))
+            result = evaluator.evaluate(QuantConfig.from_dict(row.config))
+        except BaseException:  # Ctrl-C or bad input: the row is not this config's fault
+            store.release(row.id)
+            store.close()
+            raise
         if result.error:
             store.fail(row.id, result.error, result.timings)
         else:
@@ -96,6 +102,8 @@ def _run_workers(study: Study, kinds: Sequence[str] | None, workers: int, thread
     finally:
         store.close()
     failed = [p.returncode for p in processes if p.returncode]
+    if Qua2Error.exit_code in failed:  # a worker stopped on bad input and said why
+        raise Qua2Error("an evaluation worker stopped on the error above; fix it and re-run.")
     if failed:
         print(f"qua2: {len(failed)} worker(s) exited with an error; see their output above.",
               file=sys.stderr)
@@ -116,7 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    evaluate_loop(Study.open(args.study), args.kinds)
+    try:
+        evaluate_loop(Study.open(args.study), args.kinds)
+    except Qua2Error as error:
+        print(f"qua2: error: {error}", file=sys.stderr)
+        return error.exit_code
     return 0
 
 

@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from threadpoolctl import threadpool_limits
 
 from qua2.errors import Qua2Error
+from qua2.io import DamagedArtifactError, read_json_object
 from qua2.specs import QuantConfig
 from qua2.surrogates.encoding import ConfigEncoder
 
@@ -137,16 +138,22 @@ def load_surrogate(directory: str | Path) -> Surrogate:
     if not path.is_file():
         raise Qua2Error(f"{directory} holds no saved surrogate ({SURROGATE_FILE} missing); "
                         "run `qua2 fit` first.")
-    payload = json.loads(path.read_text())
+    fix = f"refit it with `qua2 fit {directory.parent.parent} --force`"
+    payload = read_json_object(path, fix)
     if payload.get("version") != FORMAT_VERSION:
         raise Qua2Error(f"{path} has surrogate format {payload.get('version')!r}; refit with "
                         "this qua2 (`qua2 fit`).")
-    cls = surrogate_class(payload["kind"])
-    model = cls(encoder=ConfigEncoder.from_dict(payload["encoder"]), **payload["params"])
-    state = payload["state"]
-    model.y_mean_, model.y_scale_ = state["y_mean_"], state["y_scale_"]
-    model.n_features_in_ = state["n_features_in_"]
-    model._set_state(state)
-    model._load_model(directory)
+    try:
+        cls = surrogate_class(payload["kind"])
+        model = cls(encoder=ConfigEncoder.from_dict(payload["encoder"]), **payload["params"])
+        state = payload["state"]
+        model.y_mean_, model.y_scale_ = state["y_mean_"], state["y_scale_"]
+        model.n_features_in_ = state["n_features_in_"]
+        model._set_state(state)
+        model._load_model(directory)
+    except DamagedArtifactError:
+        raise
+    except Exception:  # xgboost/safetensors/JSON each raise their own types on damaged files
+        raise DamagedArtifactError(directory, "its files do not load", fix) from None
     model.target_ = payload.get("target")
     return model

@@ -15,7 +15,6 @@ either out of distribution or selected by a surrogate.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,8 +89,11 @@ def study_option_stats(study: Any, layers: list[str], options: list[Any]) -> Opt
     cache when missing; ``None`` when no cache can be opened (features then omit the error)."""
     path = study.path(*OPTION_STATS_FILE)
     if path.exists():
-        stats = OptionStats.load(path)
-        if stats.covers(layers, options):
+        try:
+            stats = OptionStats.load(path)
+        except (Qua2Error, KeyError, TypeError, ValueError):  # damaged: read from the cache
+            stats = None
+        if stats is not None and stats.covers(layers, options):
             return stats
     try:
         from qua2.study.option_cache import open_option_cache
@@ -109,9 +111,9 @@ def study_layers(study: Any, rows: list[Any]) -> list[str]:
     graph_path = study.path("graph.json")
     ordered: list[str] = []
     if graph_path.exists():
-        from qua2.graph.opgraph import OpGraph
+        from qua2.study.graph import study_graph
 
-        ordered = OpGraph.from_dict(json.loads(graph_path.read_text())).layers()
+        ordered = study_graph(study).layers()  # re-traced if the stored graph is damaged
     seen = dict.fromkeys(ordered)
     for row in rows:
         seen.update(dict.fromkeys(row.config.get("layers", {})))

@@ -110,7 +110,9 @@ class OptionStats:
 
     @classmethod
     def load(cls, path: str | Path) -> OptionStats:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        from qua2.io import read_json_object
+
+        return cls.from_dict(read_json_object(path, "it is read again from the option cache"))
 
 
 class ConfigEncoder:

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from qua2.errors import Qua2Error
+from qua2.io import DamagedArtifactError, read_json_object
 from qua2.study.config import SURROGATE_KINDS as KINDS
 from qua2.surrogates.base import Surrogate, load_surrogate, surrogate_class
 from qua2.surrogates.cv import DEFAULT_CURVE, CVResult, cross_validate
@@ -193,8 +194,15 @@ def _json_params(estimator: Surrogate) -> dict[str, Any]:
 
 
 def _load_report(study: Any) -> dict[str, Any]:
+    """The cross-validation report; a damaged one is treated as absent (everything refits)."""
     path = study.path("surrogates", REPORT_JSON)
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        return read_json_object(path, "the surrogates are fitted again")
+    except DamagedArtifactError as error:
+        say(str(error))
+        return {}
 
 
 def _graph(study: Any) -> Any:
@@ -209,7 +217,14 @@ def load_fitted(study: Any, kind: str | None = None) -> Surrogate:
     kind = kind or report.get("best")
     if not kind:
         raise Qua2Error(f"{study.directory} has no fitted surrogates; run `qua2 fit` first.")
-    return load_surrogate(study.path("surrogates", kind, "surrogate.json").parent)
+    directory = study.path("surrogates", kind, "surrogate.json").parent
+    try:
+        return load_surrogate(directory)
+    except DamagedArtifactError as error:
+        # A fit is deterministic (seeded): refitting gives the surrogate that was damaged.
+        say(f"{error} Refitting {kind}.")
+        fit_study(study, FitOptions(surrogates=(kind,), force=True))
+        return load_surrogate(directory)
 
 
 def stage_fit(study: Any, options: Any = None) -> None:

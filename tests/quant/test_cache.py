@@ -150,7 +150,7 @@ def test_corrupt_shard_at_load_time(built, space, messages):
     assert any("was corrupt; recomputed" in m for m in messages)
     # Opened from disk alone there is nothing to recompute from: a clear error.
     path.write_bytes(b"garbage")
-    with pytest.raises(Qua2Error, match="is corrupt; rebuild"):
+    with pytest.raises(Qua2Error, match="is corrupt and its FP weight is not at hand"):
         OptionCache(cache.directory).quantized("seq", "uaq-w4")
 
 

@@ -55,8 +55,13 @@ def test_k_best_are_distinct_and_ordered():
 
 def test_infeasible_budget_is_a_clear_error():
     t = table()
-    with pytest.raises(Qua2Error, match="below the smallest configuration"):
+    low, high = t.bits_range()
+    with pytest.raises(Qua2Error, match="below the cheapest configuration"):
         t.check_budget(2.5)
+    with pytest.raises(Qua2Error, match="above the costliest configuration"):
+        t.check_budget(high + 0.5)
+    t.check_budget(low)
+    t.check_budget(high)
 
 
 def test_linearise_recovers_an_additive_predictor():

@@ -1,0 +1,154 @@
+"""Cross-key rules of a study file, checked when it is read, before any work starts.
+
+:mod:`qua2.study.config` checks each key's type; this module checks what needs more than one
+key or a registry: the family, the method names and the primary metric against their
+registries, label ranges, seed ranges that must not overlap, devices, thread counts. A study
+that passes here does not fail hours later on a name or a range (issue: bad input is validated
+once, up front). Checks that need the file system (model directory, prompt file, metric
+weights) are in :func:`check_study_paths`, run by ``qua2 run`` before its first stage, so that
+``qua2 status`` still opens a study whose inputs moved.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from qua2.errors import Qua2Error
+
+if TYPE_CHECKING:
+    from qua2.study.config import StudyConfig
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def validate_study_config(config: StudyConfig) -> None:
+    """Every registry name and cross-key rule of ``config``; one sentence on the first error."""
+    _check_family(config)
+    _check_methods(config)
+    _check_metrics(config)
+    _check_conditions(config)
+    _check_seeds(config)
+    _check_runtime(config)
+
+
+def _check_family(config: StudyConfig) -> None:
+    from qua2.models.registry import FAMILIES
+
+    family = config.model.family
+    if family not in FAMILIES:
+        raise Qua2Error(f"unknown model family {family!r} in model.family; choose one of "
+                        f"{', '.join(sorted(FAMILIES))}.")
+    if not _DEVICE.match(config.model.device):
+        raise Qua2Error(f"model.device {config.model.device!r} is not a device; use auto, cpu, "
+                        "cuda or cuda:N.")
+
+
+def _check_methods(config: StudyConfig) -> None:
+    from qua2.quant.methods import METHODS
+
+    for method in config.search_space.methods:
+        if method not in METHODS:
+            raise Qua2Error(f"unknown quantization method {method!r} in search_space.methods; "
+                            f"choose from {', '.join(sorted(METHODS))}.")
+
+
+def _study_inputs(config: StudyConfig) -> set[str]:
+    """What the study has for its metrics (see :mod:`qua2.metrics.registry`)."""
+    has = {"labels" if config.conditions.kind == "class" else "prompts"}
+    if config.model.family.startswith("digits-"):
+        has.add("digits")
+    if config.metrics.reference_images:
+        has.add("reference_images")
+    if config.conditions.kind == "text":
+        has.add("clip")  # a CLIP path may also come from $QUA2_CLIP_MODEL at scoring time
+    return has
+
+
+def _check_metrics(config: StudyConfig) -> None:
+    from qua2.metrics.registry import METRICS, available_metrics
+
+    section = config.metrics
+    primary = section.primary
+    if primary not in METRICS or primary == "objective":
+        known = ", ".join(n for n in sorted(METRICS) if n != "objective")
+        raise Qua2Error(f"unknown metric {primary!r} in metrics.primary; choose one of {known}.")
+    usable = available_metrics(_study_inputs(config))
+    if primary not in usable:
+        missing = ", ".join(sorted(METRICS[primary].needs - _study_inputs(config)))
+        raise Qua2Error(f"metrics.primary {primary!r} needs {missing}, which this study lacks; "
+                        f"use one of {', '.join(usable)}.")
+    lower = METRICS[primary].lower_is_better
+    if section.lower_is_better is None:
+        object.__setattr__(section, "lower_is_better", lower)
+    elif section.lower_is_better != lower:
+        word = "lower" if lower else "higher"
+        raise Qua2Error(f"metrics.lower_is_better is {section.lower_is_better} but {word} "
+                        f"{primary} is better; remove the key or set it to {lower}.")
+    if not math.isfinite(section.bits_penalty):
+        raise Qua2Error(f"metrics.bits_penalty must be a finite number, "
+                        f"got {section.bits_penalty}.")
+
+
+def _check_conditions(config: StudyConfig) -> None:
+    section = config.conditions
+    if section.kind == "text" and not section.prompts_file:
+        raise Qua2Error("conditions.kind is 'text' but conditions.prompts_file is not set; "
+                        "give a file with one prompt per line.")
+    if section.num_classes < 1:
+        raise Qua2Error(f"conditions.num_classes must be at least 1, got {section.num_classes}.")
+    if section.labels is not None:
+        if not section.labels:
+            raise Qua2Error("conditions.labels is an empty list; remove it to use every class.")
+        bad = [label for label in section.labels if not 0 <= label < section.num_classes]
+        if bad:
+            raise Qua2Error(f"conditions.labels has {bad[0]}, outside 0 … "
+                            f"{section.num_classes - 1} (conditions.num_classes).")
+
+
+def _check_seeds(config: StudyConfig) -> None:
+    seeds = config.seeds
+    for name in ("sampling", "verification"):
+        if getattr(seeds, name) < 0:
+            raise Qua2Error(f"seeds.{name} must be ≥ 0, got {getattr(seeds, name)}.")
+    if config.config_sampler.seed < 0:
+        raise Qua2Error(f"config_sampler.seed must be ≥ 0, got {config.config_sampler.seed}.")
+    sampling = range(seeds.sampling, seeds.sampling + config.images_per_config)
+    verification = range(seeds.verification, seeds.verification + config.verification_images)
+    if sampling.start < verification.stop and verification.start < sampling.stop:
+        raise Qua2Error(
+            f"the sampling seeds {sampling.start}…{sampling.stop - 1} overlap the held-out "
+            f"verification seeds {verification.start}…{verification.stop - 1}; move "
+            "seeds.verification past the sampling seeds.")
+
+
+def _check_runtime(config: StudyConfig) -> None:
+    threads = config.threads_per_worker
+    if threads is not None and threads < 1:
+        raise Qua2Error(f"threads_per_worker must be at least 1 (or null), got {threads}.")
+    scale = config.sampler.guidance_scale
+    if scale is not None and not (math.isfinite(scale) and scale >= 0):
+        raise Qua2Error(f"sampler.guidance_scale must be a number ≥ 0 (or null), got {scale}.")
+    if not config.name.strip():
+        raise Qua2Error("'name' must not be empty; give the study a label.")
+
+
+def check_study_paths(config: StudyConfig) -> None:
+    """Files and loader options a study needs, checked before ``qua2 run`` starts working."""
+    model = config.model
+    if model.path is not None and not Path(model.path).exists():
+        raise Qua2Error(f"model.path {model.path} does not exist; point it at a local "
+                        "diffusers directory.")
+    if model.path is None and not model.family.startswith("digits-"):
+        raise Qua2Error(f"model family {model.family!r} needs model.path, a local diffusers "
+                        "directory (nothing is downloaded).")
+    conditions = config.conditions
+    if conditions.prompts_file and not Path(conditions.prompts_file).is_file():
+        raise Qua2Error(f"conditions.prompts_file {conditions.prompts_file} does not exist.")
+    metrics = config.metrics
+    for key in ("reference_images", "inception_weights", "clip_model"):
+        value = getattr(metrics, key)
+        if value and not Path(value).exists():
+            raise Qua2Error(f"metrics.{key} {value} does not exist; give a local path.")
