@@ -17,8 +17,8 @@ from qua2 import __version__
 from qua2.cli.args import Qua2ArgumentParser
 from qua2.errors import Qua2Error
 
-COMMANDS = ["run", "sample", "sweep", "status", "results", "graph", "fit", "explain", "search",
-            "export", "report"]
+COMMANDS = ["run", "check", "sample", "sweep", "status", "results", "graph", "fit", "explain",
+            "search", "export", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -52,8 +52,9 @@ class Candidate:
 
 # --------------------------------------------------------------------------- study data
 def cost_table(study: Study, cache: Any) -> CostTable:
-    layers = study.adapter.quantizable_layers()
-    return CostTable.from_cache(layers, study.config.search_space.build(), cache)
+    # The cache holds exactly the study's quantizable layers in model order (the cache stage
+    # builds it from them), so no model needs loading to know the costs.
+    return CostTable.from_cache(cache.layers, study.config.search_space.build(), cache)
 
 
 def evaluated(study: Study, table: CostTable,

@@ -214,6 +214,9 @@ def _graph(study: Any) -> Any:
 def load_fitted(study: Any, kind: str | None = None) -> Surrogate:
     """A surrogate fitted by ``qua2 fit`` (default: the report's best one)."""
     report = _load_report(study)
+    if not report and study.path("surrogates", REPORT_JSON).exists():  # damaged: fit again
+        fit_study(study, FitOptions(surrogates=tuple(study.config.pipeline.surrogates)))
+        report = _load_report(study)
     kind = kind or report.get("best")
     if not kind:
         raise Qua2Error(f"{study.directory} has no fitted surrogates; run `qua2 fit` first.")
