@@ -221,6 +221,8 @@ def _cache_problem(weights_path: Path, config_path: Path,
         return "is missing"
     try:
         meta = json.loads(config_path.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("not an object")
     except (OSError, ValueError):
         return "has an unreadable config (corrupted)"
     if meta.get("config") != asdict(config) or meta.get("data") != _data_digest():

@@ -147,7 +147,9 @@ def _load_cached(spec: DigitsSpec, recipe: TrainRecipe, directory: Path) -> nn.M
         return None
     try:
         manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError:
+        if not isinstance(manifest, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError):  # ValueError covers bad UTF-8 and bad JSON
         _say(f"the manifest of {spec.name} in {directory} is unreadable; re-training.")
         return None
     expected = json.loads(json.dumps(_cache_key(spec, recipe), default=list))

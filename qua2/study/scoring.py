@@ -9,6 +9,7 @@ of the same seeds (PSNR, SSIM, MSE) is added for every study.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -76,14 +77,26 @@ def _real_suite(study: Study) -> MetricSuite:
 def load_image_folder(folder: Path) -> torch.Tensor:
     """Every image of ``folder`` as float32 ``[N, 3, H, W]`` in [-1, 1] (sizes must agree)."""
     import numpy as np
-    from PIL import Image
 
     if not folder.is_dir():
         raise Qua2Error(f"metrics.reference_images {folder} is not a folder of images.")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise Qua2Error(f"metrics.reference_images {folder} holds no PNG/JPEG images.")
-    arrays = [np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) for f in files]
+    arrays = [_read_image(f) for f in files]
     if len({a.shape for a in arrays}) > 1:
         raise Qua2Error(f"images in {folder} differ in size; resize them to one size first.")
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
+def _read_image(path: Path) -> Any:
+    """One real image as float32 HWC RGB; an unreadable file is named, not a traceback."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.float32)
+    except (OSError, UnidentifiedImageError, ValueError):
+        raise Qua2Error(f"{path} in metrics.reference_images is not a readable image; "
+                        "replace or remove it.") from None

@@ -22,14 +22,11 @@ import numpy as np
 import pandas as pd
 
 from qua2.errors import Qua2Error
+from qua2.metrics.registry import higher_is_better
 from qua2.surrogates.encoding import ConfigEncoder, OptionStats
 
 OPTION_STATS_FILE = ("surrogates", "option_stats.json")
 CV_KIND = "random"
-#: Metric directions when a metric is not the study's primary one.
-HIGHER_IS_BETTER = {"objective": True, "psnr": True, "ssim": True, "class_accuracy": True,
-                    "clip_score": True, "sqnr": True, "fid": False, "digits_fid": False,
-                    "mse": False}
 
 
 @dataclass(frozen=True)
@@ -69,7 +66,7 @@ class StudyData:
                             f"of: {known}.")
         if name == self.primary:
             return Target(name, not self.primary_lower_is_better)
-        return Target(name, HIGHER_IS_BETTER.get(name, True))
+        return Target(name, higher_is_better(name))
 
     def values(self, target: Target | str) -> np.ndarray:
         name = target.name if isinstance(target, Target) else target
