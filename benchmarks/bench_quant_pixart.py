@@ -20,8 +20,8 @@ from collections import defaultdict
 
 import torch
 
-from qua2.models.base import quantizable_layers
 from qua2.quant.batch import quantize_layers
+from qua2.quant.layers import quantizable_layers
 from qua2.specs import QuantOption, SearchSpace
 
 SPACE = SearchSpace.grid(["uaq", "kmeans_c", "kmeans_a"], [3, 4])

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from qua2.study.pipeline import RunOptions, run_study
+from qua2.pipeline import RunOptions, run_study
 from qua2.study.store import Store
 
 EXPERIMENT = Path(__file__).parents[1] / "experiments" / "digits-dit.yaml"

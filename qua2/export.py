@@ -14,6 +14,7 @@ from typing import Any
 
 from qua2.errors import Qua2Error
 from qua2.specs import QuantConfig
+from qua2.study.stages import RunOptions, say
 from qua2.study.study import Study
 
 LOAD_SNIPPET = """# Loading this export
@@ -96,3 +97,12 @@ def export_study_config(study: Study, reference: str, out: str | Path) -> Any:
         {"study": str(study.directory), "config_id": config_id, "reference": reference},
         indent=2))
     return summary
+
+
+def stage_export(study: Study, options: RunOptions) -> None:
+    """Pipeline stage: the best verified qua2 pick at ``options.export_budget``, packed."""
+    budget = options.export_budget
+    out = study.directory / "export" / f"qua2-{budget:g}bits"
+    summary = export_study_config(study, f"best:{budget:g}", out)
+    say(f"export: {summary.layers_bits:.3f} bits per quantized weight, "
+        f"{summary.file_bytes / 1e6:.3f} MB vs {summary.fp16_bytes / 1e6:.3f} MB FP16 → {out}")

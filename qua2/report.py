@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qua2 import __version__
 from qua2.io import read_json, read_json_object
 from qua2.study.results import status_summary
+from qua2.study.stages import RunOptions, say
 from qua2.study.store import Store
 from qua2.study.study import Study
+from qua2.version import __version__
 
 REPORT_FILE = "report.md"
 
@@ -154,3 +155,8 @@ def build_report(study: Study) -> Path:
     path = study.path(REPORT_FILE)
     path.write_text("\n".join(lines).rstrip() + "\n")
     return path
+
+
+def stage_report(study: Study, options: RunOptions) -> None:
+    """Pipeline stage: the Markdown report of everything the study has so far."""
+    say(f"report → {build_report(study)}")

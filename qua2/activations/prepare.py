@@ -94,7 +94,7 @@ def first_last_layers(module: nn.Module, example: ExampleInputs) -> list[str]:
     — not simply the first one executed, since U-Nets run their timestep MLP before
     ``conv_in``; the *output* layer is the last one executed.
     """
-    from qua2.models.base import QUANTIZABLE_TYPES
+    from qua2.quant.layers import QUANTIZABLE_TYPES
 
     latent = example.args[0] if example.args else example.kwargs.get(
         "sample", example.kwargs.get("hidden_states"))

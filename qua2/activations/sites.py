@@ -24,7 +24,7 @@ from torch import nn
 
 from qua2.activations.setting import ActivationSetting
 from qua2.errors import Qua2Error
-from qua2.models.base import quantizable_layers
+from qua2.quant.layers import quantizable_layers
 
 INPUT, QKV, PROBS = "input", "qkv", "probs"
 _PROJECTIONS = ("to_q", "to_k", "to_v")

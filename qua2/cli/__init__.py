@@ -13,9 +13,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from qua2 import __version__
 from qua2.cli.args import Qua2ArgumentParser
 from qua2.errors import Qua2Error
+from qua2.version import __version__
 
 COMMANDS = ["run", "check", "sample", "sweep", "status", "results", "graph", "fit", "explain",
             "search", "export", "report"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from qua2.cli.args import positive_int
-from qua2.study.pipeline import STAGES, RunOptions, run_study
+from qua2.pipeline import STAGE_NAMES, run_study
+from qua2.study.stages import RunOptions
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -13,7 +14,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                                    description=__doc__)
     parser.add_argument("study", help="study YAML file (see experiments/)")
     parser.add_argument("--out", required=True, help="study directory to create or resume")
-    parser.add_argument("--stages", nargs="+", choices=[name for name, _ in STAGES],
+    parser.add_argument("--stages", nargs="+", choices=STAGE_NAMES,
                         help="run only these stages (default: all)")
     add_worker_options(parser)
     parser.add_argument("-n", "--num-configs", type=positive_int,

@@ -6,7 +6,7 @@ import argparse
 
 from qua2.cli.args import positive_int
 from qua2.cli.run import add_worker_options
-from qua2.study.pipeline import RunOptions, stage_sample
+from qua2.study.stages import RunOptions, stage_sample
 from qua2.study.store import Store
 from qua2.study.study import Study
 

@@ -31,7 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from qua2.study.pipeline import RunOptions, stage_search, stage_verify
+    from qua2.search.stage import stage_search
+    from qua2.search.verification import stage_verify
+    from qua2.study.stages import RunOptions
     from qua2.study.study import Study
 
     study = Study.open(args.study_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from qua2.cli.run import add_worker_options
-from qua2.study.pipeline import RunOptions, stage_sweep
+from qua2.study.stages import RunOptions, stage_sweep
 from qua2.study.study import Study
 
 

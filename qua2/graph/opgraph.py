@@ -35,7 +35,7 @@ import pandas as pd
 from torch import nn
 
 from qua2.graph import labels
-from qua2.models.base import QUANTIZABLE_TYPES
+from qua2.quant.layers import QUANTIZABLE_TYPES
 
 if TYPE_CHECKING:
     import networkx as nx

@@ -22,15 +22,11 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+# What counts as a weight layer is decided by qua2.quant (the layer below).
+from qua2.quant.layers import quantizable_layers
+
 Conditioning = Literal["class", "text"]
 CondBatch = dict[str, Any]
-#: Layer types whose ``weight`` qua2 quantizes (Linear and every Conv).
-QUANTIZABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-def quantizable_layers(module: nn.Module) -> list[str]:
-    """Qualified names of every Linear/Conv layer of ``module``, in registration order."""
-    return [name for name, sub in module.named_modules() if isinstance(sub, QUANTIZABLE_TYPES)]
 
 
 @dataclass

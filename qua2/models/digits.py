@@ -24,11 +24,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from qua2 import __version__
 from qua2.errors import Qua2Error
 from qua2.models.base import CondBatch, DenoiserAdapter, ExampleInputs
 from qua2.models.training import TrainRecipe, train_ddpm
 from qua2.paths import cache_dir, sha256_file
+from qua2.version import __version__
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (1, 8, 8)

@@ -95,7 +95,7 @@ class OptionCache:
         shards to catch silent corruption. Interrupting and calling again resumes.
         """
         if layers is None:
-            from qua2.models.base import quantizable_layers
+            from qua2.quant.layers import quantizable_layers
 
             layers = quantizable_layers(module)
         report = build_cache(module, space, Path(directory), list(layers), device=device,

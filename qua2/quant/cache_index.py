@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import qua2
 from qua2.errors import Qua2Error
 from qua2.specs import QuantOption, SearchSpace
+from qua2.version import __version__
 
 CACHE_FORMAT = "qua2-option-cache"
 CACHE_FORMAT_VERSION = 1
@@ -68,7 +68,7 @@ def new_index(space: SearchSpace, total_params: int) -> dict[str, Any]:
     return {
         "format": CACHE_FORMAT,
         "format_version": CACHE_FORMAT_VERSION,
-        "qua2_version": qua2.__version__,
+        "qua2_version": __version__,
         "space": space.to_dict(),
         "space_digest": space.digest(),
         "model": {"total_params": int(total_params)},

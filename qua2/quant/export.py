@@ -39,13 +39,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-import qua2
 from qua2.errors import Qua2Error
 from qua2.quant.apply import ConfigLike, validate_config
 from qua2.quant.cache import OptionCache
 from qua2.quant.cache_build import layer_weight
 from qua2.quant.qweight import QuantizedWeight
 from qua2.quant.store import atomic_write_json, file_digest, module_digest, tensor_digest
+from qua2.version import __version__
 
 EXPORT_FORMAT = "qua2-packed"
 EXPORT_FORMAT_VERSION = 1
@@ -204,7 +204,7 @@ def _manifest(module: nn.Module, config: Any, cache: OptionCache, model_id: str,
     return {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_FORMAT_VERSION,
-        "qua2_version": qua2.__version__,
+        "qua2_version": __version__,
         "model": {"id": model_id, "hash": module_digest(module)},
         "search_space": cache.space.to_dict(),
         "config": config.to_dict(),

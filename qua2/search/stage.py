@@ -1,10 +1,10 @@
-"""The search and verification stages of a study.
+"""The search stage of a study: candidates for every average-bit budget.
 
-``stage_search`` writes ``search/candidates.json``: for every budget, qua2's picks (surrogate
-→ integer programme → local search) and the baselines (uniform, best sampled, MixDQ IP on the
-sweep, random at budget, Qua²SeDiMo sub-graph composition when available). ``stage_verify``
-evaluates every distinct candidate for real on the held-out verification seeds with bootstrap
-intervals and writes ``verification/results.json``, a table per budget and a Pareto figure.
+``stage_search`` (through :func:`search_candidates`) writes ``search/candidates.json``: for
+every budget, qua2's picks (surrogate → integer programme → local search) and the baselines
+(uniform, best sampled, MixDQ IP on the sweep, random at budget, Qua²SeDiMo sub-graph
+composition when available). ``qua2.search.verification.stage_verify`` then evaluates every
+distinct candidate for real on the held-out verification seeds.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from qua2.search.baselines import best_sampled, best_uniform, mixdq_ip, random_a
 from qua2.search.budget import CostTable
 from qua2.search.refine import Predictor, search_budget
 from qua2.specs import QuantConfig
+from qua2.study.stages import RunOptions, say
 from qua2.study.store import Store
 from qua2.study.study import Study
 
@@ -137,8 +138,29 @@ def budget_candidates(study: Study, table: CostTable, predict: Predictor | None,
     return out
 
 
-def stage_search(study: Study, predict: Predictor | None, cache: Any,
-                 budgets: Sequence[float] = DEFAULT_BUDGETS, top: int = 2) -> list[Candidate]:
+def stage_search(study: Study, options: RunOptions) -> None:
+    """Pipeline stage: candidates within each budget, qua2's picks and the baselines.
+
+    Budgets asked for explicitly (``options.budgets``) must be feasible in the search space;
+    the default ones outside it are skipped with a message.
+    """
+    from qua2.study.option_cache import open_option_cache
+    from qua2.surrogates.fit import load_fitted
+
+    cache = open_option_cache(study)
+    table = cost_table(study, cache)
+    for budget in options.budgets or ():
+        table.check_budget(budget)
+    kind = None if options.surrogate == "best" else options.surrogate
+    predict = surrogate_predictor(load_fitted(study, kind), table)
+    candidates = search_candidates(study, predict, cache, options.budgets or DEFAULT_BUDGETS,
+                                   options.top)
+    say(f"search: {len(candidates)} candidates → {study.path(*CANDIDATES_FILE)}")
+
+
+def search_candidates(study: Study, predict: Predictor | None, cache: Any,
+                      budgets: Sequence[float] = DEFAULT_BUDGETS, top: int = 2
+                      ) -> list[Candidate]:
     """Candidates for every budget; written to ``search/candidates.json``."""
     table = cost_table(study, cache)
     low, high = table.bits_range()

@@ -16,6 +16,7 @@ from qua2.io import read_json, rerun_stage
 from qua2.search.stage import Candidate, load_candidates
 from qua2.search.verify import Verified, paired_difference, save_verified, verify
 from qua2.study.results import results_frame
+from qua2.study.stages import RunOptions, say
 from qua2.study.study import Study
 
 RESULTS_FILE = ("verification", "results.json")
@@ -23,7 +24,15 @@ RESULTS_FILE = ("verification", "results.json")
 PROGRESS_FILE = ("verification", "progress.jsonl")
 
 
-def stage_verify(study: Study, cache: Any, rounds: int = 200) -> list[Verified]:
+def stage_verify(study: Study, options: RunOptions) -> None:
+    """Pipeline stage: every candidate evaluated for real on held-out seeds, with intervals."""
+    from qua2.study.option_cache import open_option_cache
+
+    verify_candidates(study, open_option_cache(study), rounds=options.bootstrap_rounds)
+    say(f"verification → {study.path('verification', 'table.md')}")
+
+
+def verify_candidates(study: Study, cache: Any, rounds: int = 200) -> list[Verified]:
     """Verify every distinct candidate (and the FP model) once; write results and figures."""
     candidates = load_candidates(study)
     distinct: dict[str, tuple[str, Any]] = {"fp": ("fp", None)}

@@ -21,14 +21,14 @@ def build_option_cache(study: Study) -> OptionCache:
     cache = OptionCache.build(study.adapter.module, study.config.search_space.build(),
                               study.directory / CACHE_DIR,
                               layers=study.adapter.quantizable_layers())
-    study.__dict__["option_cache"] = cache
+    study.option_cache = cache
     return cache
 
 
 def open_option_cache(study: Study) -> OptionCache:
     """The study's cache: opened if built already, built otherwise; once per study object."""
-    if "option_cache" in study.__dict__:
-        return study.__dict__["option_cache"]
+    if study.option_cache is not None:
+        return study.option_cache
     directory = study.directory / CACHE_DIR
     if not (directory / INDEX_NAME).exists():
         return build_option_cache(study)
@@ -37,5 +37,5 @@ def open_option_cache(study: Study) -> OptionCache:
     except Qua2Error as error:  # a damaged index: rebuilt from the shards, which are reused
         stderr_log(f"{error} Rebuilding it now.")
         return build_option_cache(study)
-    study.__dict__["option_cache"] = cache
+    study.option_cache = cache
     return cache

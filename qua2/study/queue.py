@@ -66,7 +66,7 @@ def environment(study: Study) -> dict[str, Any]:
 
     import torch
 
-    from qua2 import __version__
+    from qua2.version import __version__
 
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,

@@ -49,6 +49,8 @@ class Study:
     def __init__(self, directory: Path, config: StudyConfig) -> None:
         self.directory = Path(directory)
         self.config = config
+        #: The open option cache (qua2.study.option_cache), shared by every config of a process.
+        self.option_cache: Any = None
 
     # ------------------------------------------------------------------ opening
     @classmethod

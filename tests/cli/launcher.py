@@ -21,7 +21,7 @@ from pathlib import Path
 
 SERVER = r"""
 import json, os, sys, traceback
-import qua2.cli, qua2.study.pipeline, qua2.quant, qua2.metrics, qua2.models.digits  # noqa
+import qua2.cli, qua2.pipeline, qua2.quant, qua2.metrics, qua2.models.digits  # noqa
 import qua2.surrogates.fit, qua2.search.stage, qua2.study.workers  # noqa
 import diffusers, sklearn.linear_model, xgboost  # noqa
 # diffusers imports its model families lazily, which costs seconds per child otherwise.

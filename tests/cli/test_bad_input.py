@@ -199,7 +199,7 @@ def _study_documents() -> st.SearchStrategy:
     return st.one_of(st.sampled_from(documents).flatmap(_mutations).map(yaml.safe_dump), cut)
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(text=_study_documents())
 def test_mutated_study_files_are_accepted_or_refused_in_one_sentence(cli, tmp_path, text):

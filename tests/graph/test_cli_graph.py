@@ -12,7 +12,7 @@ from qua2.cli import COMMANDS, main
 from qua2.cli import graph as graph_cli
 from qua2.errors import Qua2Error
 from qua2.graph import OpGraph, trace_adapter
-from qua2.models.base import quantizable_layers
+from qua2.quant.layers import quantizable_layers
 
 
 def _run(*argv: str) -> int:

@@ -87,7 +87,7 @@ def test_pipeline_choices_do_not_make_a_different_study(tmp_path):
 
 
 def test_sweep_stage_obeys_pipeline_sweep(tmp_path, capsys):
-    from qua2.study.pipeline import RunOptions, stage_sweep
+    from qua2.study.stages import RunOptions, stage_sweep
     from qua2.study.study import Study
 
     study = Study.create(study_config_from_dict({"pipeline": {"sweep": False}}), tmp_path)

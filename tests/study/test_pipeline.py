@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from qua2.cli import main
-from qua2.study.pipeline import RunOptions, run_study
+from qua2.pipeline import RunOptions, run_study
 from qua2.study.results import results_frame, status_summary
 from qua2.study.store import Store
 from qua2.study.study import Study
@@ -127,13 +127,19 @@ def test_activation_setting_applies_on_top_of_weights(finished_study, tmp_path):
     acts_study.__dict__["adapter"] = finished_study.adapter  # same model object, no reload
     both = Evaluator(acts_study, open_option_cache(finished_study)).evaluate(quant)
     assert acts_study.precision_label == "A4"
-    assert weights_only.metrics["psnr"] == pytest.approx(row["psnr"])
-    assert both.metrics["psnr"] < weights_only.metrics["psnr"]
-    # The module is back to FP afterwards: the FP reference reproduces bit-exactly.
+    # Re-evaluated here, possibly on another thread count than the stage that stored the row
+    # (evaluate_pending sets it): image rounding of ~1e-6 moves PSNR by ~1e-4 dB at most;
+    # 0.01 dB is still far below what A4 activations cost (0.5 dB on this tiny model).
+    assert weights_only.metrics["psnr"] == pytest.approx(row["psnr"], abs=0.01)
+    assert both.metrics["psnr"] < weights_only.metrics["psnr"] - 0.1
+    # The module is back to FP afterwards: the FP reference reproduces. Not bit for bit: the
+    # reference stage ran before evaluate_pending changed torch's thread count, and another
+    # thread count may block GEMMs differently (~1e-6 on these images). Leftover quantization
+    # would move pixels by ~1e-1.
     again = finished_study.generate(finished_study.sampling_seeds())
     from qua2.study.reference import get_reference
 
-    assert torch.equal(again, get_reference(finished_study).images)
+    torch.testing.assert_close(again, get_reference(finished_study).images, rtol=0, atol=1e-4)
 
 
 def test_qua2sedimo_composition_merges_best_variants_within_budget(finished_study):

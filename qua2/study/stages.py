@@ -1,15 +1,18 @@
-"""The stages of a study, in order; each one skips what is already done.
+"""The study's own stages: model, FP reference, graph, option cache and the evaluations.
 
-``qua2 run`` calls :func:`run_study`, which runs every stage in :data:`STAGES`. A stage is a
-function of the study (and the artifacts of earlier stages, found in the study directory), so
-each can be re-run alone, and a killed run resumes where it stopped.
+Every stage of qua2 has the signature ``stage_NAME(study, options) -> None`` and lives in the
+package whose work it does (this module for the study; ``qua2.surrogates.fit.stage_fit``,
+``qua2.explain.stage.stage_explain``, ``qua2.search.stage.stage_search``,
+``qua2.search.verification.stage_verify``, ``qua2.export.stage_export``,
+``qua2.report.stage_report``); :mod:`qua2.pipeline` lists them in order. A stage is a function
+of the study and the artifacts earlier stages left in its directory, so each can be re-run
+alone, and a killed run resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,95 +146,3 @@ def _evaluate(study: Study, options: RunOptions, kinds: list[str], desc: str) ->
 
     workers = options.workers or study.config.workers
     evaluate_pending(study, kinds, workers=workers, threads=options.threads, desc=desc)
-
-
-def stage_fit(study: Study, options: RunOptions) -> None:
-    """Cross-validate and fit the surrogates (``qua2 fit``)."""
-    from qua2.surrogates.fit import stage_fit as fit
-
-    fit(study, options)
-
-
-def stage_explain(study: Study, options: RunOptions) -> None:
-    """SHAP explanations, sub-graph sensitivities and figures (``qua2 explain``)."""
-    from qua2.explain.stage import stage_explain as explain
-
-    explain(study, options)
-
-
-def stage_search(study: Study, options: RunOptions) -> None:
-    """Candidates within each average-bit budget: qua2's picks and the baselines."""
-    from qua2.search.stage import DEFAULT_BUDGETS, cost_table, surrogate_predictor
-    from qua2.search.stage import stage_search as search
-    from qua2.study.option_cache import open_option_cache
-    from qua2.surrogates.fit import load_fitted
-
-    cache = open_option_cache(study)
-    table = cost_table(study, cache)
-    for budget in options.budgets or ():  # budgets asked for explicitly must be feasible
-        table.check_budget(budget)
-    kind = None if options.surrogate == "best" else options.surrogate
-    predict = surrogate_predictor(load_fitted(study, kind), table)
-    candidates = search(study, predict, cache, options.budgets or DEFAULT_BUDGETS, options.top)
-    say(f"search: {len(candidates)} candidates → {study.path('search', 'candidates.json')}")
-
-
-def stage_verify(study: Study, options: RunOptions) -> None:
-    """Evaluate every candidate for real on held-out seeds, with bootstrap intervals."""
-    from qua2.search.verification import stage_verify as verify
-    from qua2.study.option_cache import open_option_cache
-
-    verify(study, open_option_cache(study), rounds=options.bootstrap_rounds)
-    say(f"verification → {study.path('verification', 'table.md')}")
-
-
-def stage_export(study: Study, options: RunOptions) -> None:
-    """Export the best verified qua2 pick at ``options.export_budget`` as packed weights."""
-    from qua2.export import export_study_config
-
-    budget = options.export_budget
-    out = study.directory / "export" / f"qua2-{budget:g}bits"
-    summary = export_study_config(study, f"best:{budget:g}", out)
-    say(f"export: {summary.layers_bits:.3f} bits per quantized weight, "
-        f"{summary.file_bytes / 1e6:.3f} MB vs {summary.fp16_bytes / 1e6:.3f} MB FP16 → {out}")
-
-
-def stage_report(study: Study, options: RunOptions) -> None:
-    """The Markdown report of everything above."""
-    from qua2.report import build_report
-
-    say(f"report → {build_report(study)}")
-
-
-StageFn = Callable[[Study, RunOptions], None]
-STAGES: list[tuple[str, StageFn]] = [
-    ("model", stage_model),
-    ("reference", stage_reference),
-    ("graph", stage_graph),
-    ("cache", stage_cache),
-    ("anchors", stage_anchors),
-    ("sample", stage_sample),
-    ("sweep", stage_sweep),
-    ("fit", stage_fit),
-    ("explain", stage_explain),
-    ("search", stage_search),
-    ("verify", stage_verify),
-    ("export", stage_export),
-    ("report", stage_report),
-]
-
-
-def run_study(config_path: str | Path, out: str | Path, options: RunOptions | None = None,
-              stages: list[str] | None = None) -> Study:
-    """Create or resume the study of ``config_path`` in ``out`` and run its stages in order."""
-    from qua2.study.config import load_study_config
-    from qua2.study.validate import check_study_paths
-
-    options = options or RunOptions()
-    config = load_study_config(config_path)
-    check_study_paths(config)
-    study = Study.create(config, out)
-    for name, stage in STAGES:
-        if stages is None or name in stages:
-            stage(study, options)
-    return study
