@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 
 from qua2.cli.args import non_negative_int, positive_int
+from qua2.surrogates.registry import SURROGATES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("explain", help="SHAP explanations and figures",
                                    description=__doc__)
     parser.add_argument("study_dir")
-    parser.add_argument("--surrogate", action="append", choices=("xgb", "gnn", "ridge"),
+    parser.add_argument("--surrogate", action="append", choices=list(SURROGATES),
                         help="surrogate(s) to explain (repeatable; default: the best fitted)")
     parser.add_argument("--configs", type=positive_int,
                         help="configs explained (default 300 exact, 48 for permutation SHAP)")

@@ -10,8 +10,7 @@ import argparse
 
 from qua2.cli.args import finite_float, non_negative_int, positive_int
 from qua2.errors import Qua2Error
-
-CHOICES = ("xgb", "gnn", "ridge", "all")
+from qua2.surrogates.registry import SURROGATES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -19,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                                    description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study_dir")
-    parser.add_argument("--surrogate", action="append", choices=CHOICES,
+    parser.add_argument("--surrogate", action="append", choices=[*SURROGATES, "all"],
                         help="which surrogate(s) (repeatable; default: all)")
     parser.add_argument("--target", help="metric to predict (default: objective)")
     parser.add_argument("--folds", type=positive_int, default=5, help="cross-validation folds")
@@ -42,12 +41,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from qua2.study.study import Study
     from qua2.surrogates.cv import DEFAULT_CURVE
-    from qua2.surrogates.fit import KINDS, FitOptions, fit_study
+    from qua2.surrogates.fit import FitOptions, fit_study
 
     if args.folds < 2:
         raise Qua2Error(f"--folds must be at least 2, got {args.folds}.")
     chosen = args.surrogate or ["all"]
-    kinds = KINDS if "all" in chosen else tuple(dict.fromkeys(chosen))
+    kinds = tuple(SURROGATES) if "all" in chosen else tuple(dict.fromkeys(chosen))
     gnn = {k: v for k, v in (("hop_rank_weight", args.hop_rank), ("conv", args.conv))
            if v is not None}
     options = FitOptions(

@@ -13,6 +13,7 @@ import argparse
 
 from qua2.cli.args import finite_float, positive_int
 from qua2.search.stage import DEFAULT_BUDGETS
+from qua2.surrogates.registry import SURROGATES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -22,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("study_dir")
     parser.add_argument("--bits", type=finite_float, nargs="+", default=list(DEFAULT_BUDGETS),
                         help="average-bit budgets, overheads included (default: %(default)s)")
-    parser.add_argument("--surrogate", choices=("best", "xgb", "gnn", "ridge"), default="best",
+    parser.add_argument("--surrogate", choices=["best", *SURROGATES], default="best",
                         help="which fitted surrogate guides the search")
     parser.add_argument("--top", type=positive_int, default=2, help="qua2 picks kept per budget")
     parser.add_argument("--no-verify", action="store_true", help="skip real verification")

@@ -29,6 +29,7 @@ import numpy as np
 from qua2.errors import Qua2Error
 from qua2.specs import QuantOption
 from qua2.surrogates.encoding import FP_BITS, FP_CHOICE
+from qua2.surrogates.registry import get_surrogate
 
 
 @dataclass
@@ -88,7 +89,7 @@ def explain(model: Any, choices: np.ndarray, background: np.ndarray | None = Non
     encoder = model.encoder
     choices = encoder.check(choices)
     if method == "auto":
-        method = {"xgb": "tree", "ridge": "linear"}.get(model.kind, "permutation")
+        method = get_surrogate(model.kind).shap
     if method == "tree":
         values, base = model.shap_values(choices)
         values = _per_layer(values, encoder.feature_layer, encoder.n_layers)

@@ -40,6 +40,7 @@ from qua2.io import DamagedArtifactError, read_json_object, rerun_stage
 from qua2.plots import save_figure
 from qua2.surrogates.data import StudyData, load_study_data
 from qua2.surrogates.fit import load_fitted, say
+from qua2.surrogates.registry import get_surrogate
 
 
 @dataclass
@@ -150,7 +151,7 @@ def _explain_one(model: Any, data: StudyData, table: pd.DataFrame, graph: Any,
                  folder: Path) -> tuple[LayerExplanation, dict[str, Any]]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(options.seed)
-    exact = model.kind in ("xgb", "ridge")
+    exact = get_surrogate(model.kind).exact_shap
     rows = _rows(data, options.max_configs if exact else options.max_configs_permutation, rng)
     background = data.choices[_rows(data, options.background, rng)]
     lexp = explain(model, data.choices[rows], background, seed=options.seed)
@@ -268,7 +269,7 @@ def _save(figure: Any, path: Path, data: pd.DataFrame) -> None:
 def stage_explain(study: Any, options: Any = None) -> None:
     """Pipeline stage: explain the best fitted surrogate (and every other cheap one)."""
     report = _fit_report(study)
-    kinds = tuple(k for k in report["surrogates"] if k in ("xgb", "ridge"))
+    kinds = tuple(k for k in report["surrogates"] if get_surrogate(k).exact_shap)
     best = report["best"]
     explain_study(study, ExplainOptions(surrogates=tuple(dict.fromkeys((best, *kinds)))))
 

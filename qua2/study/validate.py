@@ -32,6 +32,20 @@ def validate_study_config(config: StudyConfig) -> None:
     _check_conditions(config)
     _check_seeds(config)
     _check_runtime(config)
+    _check_surrogates(config)
+
+
+def _check_surrogates(config: StudyConfig) -> None:
+    from qua2.surrogates.registry import SURROGATES
+
+    kinds = config.pipeline.surrogates
+    if not kinds:
+        raise Qua2Error(f"'pipeline.surrogates' must name at least one of "
+                        f"{', '.join(SURROGATES)}.")
+    unknown = [k for k in kinds if k not in SURROGATES]
+    if unknown:
+        raise Qua2Error(f"unknown surrogate {unknown[0]!r} in pipeline.surrogates; choose from "
+                        f"{', '.join(SURROGATES)}.")
 
 
 def _check_family(config: StudyConfig) -> None:

@@ -14,7 +14,6 @@ back.
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,21 +27,15 @@ from qua2.errors import Qua2Error
 from qua2.io import DamagedArtifactError, read_json_object
 from qua2.specs import QuantConfig
 from qua2.surrogates.encoding import ConfigEncoder
+from qua2.surrogates.registry import get_surrogate
 
 SURROGATE_FILE = "surrogate.json"
 FORMAT_VERSION = 1
-#: kind → "module:Class", imported on demand so loading an XGBoost model needs no torch.
-REGISTRY = {"ridge": "qua2.surrogates.ridge:RidgeSurrogate",
-            "xgb": "qua2.surrogates.xgb:XGBSurrogate",
-            "gnn": "qua2.surrogates.gnn:GNNSurrogate"}
 
 
 def surrogate_class(kind: str) -> type[Surrogate]:
-    """The class registered as ``kind`` (``ridge``, ``xgb`` or ``gnn``)."""
-    if kind not in REGISTRY:
-        raise Qua2Error(f"unknown surrogate {kind!r}; choose one of {', '.join(REGISTRY)}.")
-    module, name = REGISTRY[kind].split(":")
-    return getattr(importlib.import_module(module), name)
+    """The class registered as ``kind`` (see :mod:`qua2.surrogates.registry`)."""
+    return get_surrogate(kind).load_class()
 
 
 class Surrogate(RegressorMixin, BaseEstimator):

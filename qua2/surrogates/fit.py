@@ -26,10 +26,10 @@ import pandas as pd
 
 from qua2.errors import Qua2Error
 from qua2.io import DamagedArtifactError, read_json_object
-from qua2.study.config import SURROGATE_KINDS as KINDS
-from qua2.surrogates.base import Surrogate, load_surrogate, surrogate_class
+from qua2.surrogates.base import Surrogate, load_surrogate
 from qua2.surrogates.cv import DEFAULT_CURVE, CVResult, cross_validate
 from qua2.surrogates.data import StudyData, load_study_data
+from qua2.surrogates.registry import get_surrogate
 from qua2.surrogates.report import write_markdown
 
 REPORT_JSON = "cv_report.json"
@@ -39,7 +39,7 @@ REPORT_JSON = "cv_report.json"
 class FitOptions:
     """What ``qua2 fit`` does; every field has a command-line flag."""
 
-    surrogates: tuple[str, ...] = KINDS
+    surrogates: tuple[str, ...] = ("ridge", "xgb", "gnn")
     target: str | None = None           # a metric name; None: the study's objective
     folds: int = 5
     seed: int = 0
@@ -59,15 +59,16 @@ def say(message: str) -> None:
 def make_surrogate(kind: str, data: StudyData, options: FitOptions,
                    graph: Any = None) -> Surrogate:
     """An unfitted surrogate of ``kind`` for ``data`` with the options' hyper-parameters."""
+    spec = get_surrogate(kind)
     params: dict[str, Any] = {"encoder": data.encoder, "random_state": options.seed}
-    if kind == "xgb":
-        params["n_jobs"] = options.threads
-    if kind == "gnn":
-        params.update(graph=graph, n_threads=options.threads)
-        if options.gnn_epochs is not None:
-            params["epochs"] = options.gnn_epochs
+    if spec.threads:
+        params[spec.threads] = options.threads
+    if spec.needs_graph:
+        params["graph"] = graph
+    if kind == "gnn" and options.gnn_epochs is not None:  # `qua2 fit --epochs` is the GNN's
+        params["epochs"] = options.gnn_epochs
     params.update(options.params.get(kind, {}))
-    return surrogate_class(kind)(**params)
+    return spec.load_class()(**params)
 
 
 def _fingerprint(data: StudyData, target: str, kind: str, options: FitOptions,
@@ -80,22 +81,21 @@ def _fingerprint(data: StudyData, target: str, kind: str, options: FitOptions,
     payload = {"ids": ids, "target": target, "kind": kind, "params": params,
                "folds": options.folds, "seed": options.seed, "extra": options.train_extra,
                "curve": _curve_for(kind, options)}
-    if kind != "gnn":  # the GNN reads options from the graph features, not the encoding
+    if get_surrogate(kind).reads_encoding:  # a graph model reads the graph features instead
         payload["features"] = [data.encoder.encoding, data.encoder.use_error]
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _curve_for(kind: str, options: FitOptions) -> tuple[int, ...]:
-    return options.curve_sizes if (kind != "gnn" or options.curve_gnn) else ()
+    return options.curve_sizes if (not get_surrogate(kind).slow or options.curve_gnn) else ()
 
 
 def fit_study(study: Any, options: FitOptions | None = None) -> dict[str, Any]:
     """Cross-validate and fit the options' surrogates; returns the (merged) report."""
     options = options or FitOptions()
-    unknown = sorted(set(options.surrogates) - set(KINDS))
-    if unknown:
-        raise Qua2Error(f"unknown surrogate {unknown[0]!r}; choose from {', '.join(KINDS)}.")
+    for kind in options.surrogates:
+        get_surrogate(kind)  # an unknown kind fails before any work
     data = load_study_data(study)
     target = data.target(options.target)
     n_random = len(data.cv_rows(target))
@@ -106,7 +106,8 @@ def fit_study(study: Any, options: FitOptions | None = None) -> dict[str, Any]:
     if report.get("target") != target.to_dict():
         report = {}  # another target: old entries are not comparable
     entries = report.get("surrogates", {})
-    graph = _graph(study) if "gnn" in options.surrogates else None
+    needs_graph = any(get_surrogate(k).needs_graph for k in options.surrogates)
+    graph = _graph(study) if needs_graph else None
     frames = []
     for kind in options.surrogates:
         estimator = make_surrogate(kind, data, options, graph)
@@ -128,8 +129,8 @@ def fit_study(study: Any, options: FitOptions | None = None) -> dict[str, Any]:
 def _validate(kind: str, estimator: Surrogate, data: StudyData, target: Any,
               options: FitOptions) -> CVResult:
     def progress(done: int, total: int) -> None:
-        if kind == "gnn":
-            say(f"fit: gnn fold {done}/{total}")
+        if get_surrogate(kind).slow:
+            say(f"fit: {kind} fold {done}/{total}")
 
     result = cross_validate(estimator, data, target, k=options.folds, seed=options.seed,
                             train_extra=options.train_extra,
