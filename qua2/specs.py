@@ -19,8 +19,10 @@ from qua2.errors import Qua2Error
 
 SPEC_FORMAT_VERSION = 1
 MIN_BITS, MAX_BITS = 2, 8
-#: Methods that take a ``group_size`` (input channels per group, arXiv 2406.11100).
-GROUPED_METHODS = frozenset({"group"})
+#: Methods that take a ``group_size`` (input channels per group, arXiv 2406.11100): an index
+#: of the method registry (``qua2.quant.methods.register_method`` keeps it in step with each
+#: ``MethodSpec.required``), seeded with the built-in one so the data layer works without torch.
+GROUPED_METHODS: set[str] = {"group"}
 
 
 def _digest(payload: Any) -> str:

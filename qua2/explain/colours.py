@@ -23,7 +23,6 @@ _COMPONENT_HUES = {
 _STAGE_HUES = {"embed": "#8c564b", "down": "#1f77b4", "mid": "#9467bd", "up": "#ff7f0e",
                "trunk": "#2ca02c", "head": "#bcbd22"}
 _METHOD_HUES = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
-_KNOWN_METHODS = ("uaq", "kmeans_c", "kmeans_a", "group", "rtn")
 
 
 def _rgb(colour: str) -> tuple[float, float, float]:
@@ -63,9 +62,11 @@ def stage_colour(stage: str) -> str:
 
 
 def option_colour(method: str, bits: int, all_bits: Iterable[int] = (3, 4)) -> Any:
-    """A hue per method (fixed order of qua2's methods), darker for fewer bits."""
-    index = _KNOWN_METHODS.index(method) if method in _KNOWN_METHODS else \
-        len(_KNOWN_METHODS) + sum(map(ord, method)) % 3
+    """A hue per method (the method registry's order), darker for fewer bits."""
+    from qua2.quant.methods import METHODS
+
+    known = list(METHODS)
+    index = known.index(method) if method in known else len(known) + sum(map(ord, method)) % 3
     widths = sorted(set(all_bits))
     position = widths.index(bits) / max(1, len(widths) - 1) if bits in widths else 0.5
     return shade(_METHOD_HUES[index % len(_METHOD_HUES)], -0.25 + 0.55 * position)

@@ -30,8 +30,13 @@ from qua2.errors import Qua2Error
 from qua2.graph import vocab
 from qua2.graph.opgraph import OpGraph
 
-#: The methods one-hot encoded by default (qua2.quant's registry names), after "fp".
-DEFAULT_METHODS: tuple[str, ...] = ("uaq", "kmeans_c", "kmeans_a", "group", "rtn")
+
+def default_methods() -> tuple[str, ...]:
+    """The methods one-hot encoded by default: qua2.quant's registry, in registration order."""
+    from qua2.quant.methods import METHODS
+
+    return tuple(METHODS)
+
 FP_BITS = 16
 
 
@@ -60,7 +65,7 @@ class GraphFeaturizer:
     def __init__(self, graph: OpGraph, methods: Any = None, *,
                  reverse_edges: bool = False) -> None:
         if methods is None:
-            methods = DEFAULT_METHODS
+            methods = default_methods()
         self.graph = graph
         self.methods: tuple[str, ...] = tuple(getattr(methods, "methods", methods))
         self.reverse_edges = reverse_edges

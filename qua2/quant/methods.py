@@ -39,7 +39,7 @@ from qua2.quant.primitives import (
     squared_error,
 )
 from qua2.quant.qweight import QuantizedWeight
-from qua2.specs import MAX_BITS, MIN_BITS, QuantOption
+from qua2.specs import GROUPED_METHODS, MAX_BITS, MIN_BITS, QuantOption
 
 Params = dict[str, Tensor]
 #: ``quantize(rows [out, cols] float32, bits, shared, **options) -> (codes, params)``.
@@ -85,8 +85,17 @@ METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(spec: MethodSpec) -> MethodSpec:
-    """Add (or replace) a method in the registry; its name is what ``QuantOption.method`` uses."""
+    """Add (or replace) a method in the registry; its name is what ``QuantOption.method`` uses.
+
+    The registry is the source of truth for methods: graph features (one-hot order), colours
+    and the data layer's index of grouped methods (:data:`qua2.specs.GROUPED_METHODS`, which
+    lets ``QuantOption`` check ``group_size`` without importing torch) are derived from it.
+    """
     METHODS[spec.name] = spec
+    if "group_size" in spec.required:
+        GROUPED_METHODS.add(spec.name)
+    else:
+        GROUPED_METHODS.discard(spec.name)
     return spec
 
 
