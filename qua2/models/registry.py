@@ -9,38 +9,70 @@ keyword options, and returns a :class:`~qua2.models.base.DenoiserAdapter`.
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from qua2.errors import Qua2Error
 
-FAMILIES: dict[str, str] = {
-    "digits-dit": "qua2.models.digits:load_digits_dit",
-    "digits-unet": "qua2.models.digits:load_digits_unet",
-    # diffusers families, loaded from a local pipeline directory (qua2/models/families).
-    "pixart-alpha": "qua2.models.families.pixart:load_pixart_alpha",
-    "pixart-sigma": "qua2.models.families.pixart:load_pixart_sigma",
-    "dit": "qua2.models.families.dit:load_dit",
-    "hunyuan-dit": "qua2.models.families.hunyuan:load_hunyuan_dit",
-    "sd15": "qua2.models.families.sd:load_sd15",
-    "sdxl": "qua2.models.families.sd:load_sdxl",
-    "sd3": "qua2.models.families.flow:load_sd3",
-    "flux": "qua2.models.families.flow:load_flux",
-}
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """A model family: its loader and the defaults a study of it starts from.
+
+    ``loader`` is ``"package.module:function"`` (imported on first use). ``scoring`` says
+    which metric suite a study uses by default: ``embedded`` (qua2's own digits classifier:
+    ``digits_fid``, ``class_accuracy``) or ``real`` (FID against real images, CLIP score).
+    ``needs_path``: the family loads from a local diffusers directory (``model.path``).
+    """
+
+    name: str
+    loader: str
+    scoring: Literal["embedded", "real"] = "real"
+    needs_path: bool = True
+
+    @property
+    def default_primary(self) -> str:
+        """The study's primary metric when ``metrics.primary`` is not given."""
+        return "digits_fid" if self.scoring == "embedded" else "fid"
 
 
-def register_family(name: str, target: str) -> None:
-    """Add a family: ``target`` is ``"package.module:loader"``."""
-    FAMILIES[name] = target
+FAMILIES: dict[str, FamilySpec] = {}
+
+
+def register_family(name: str, loader: str, *, scoring: Literal["embedded", "real"] = "real",
+                    needs_path: bool = True) -> FamilySpec:
+    """Add a family: ``loader`` is ``"package.module:function"`` returning an adapter."""
+    spec = FamilySpec(name, loader, scoring, needs_path)
+    FAMILIES[name] = spec
+    return spec
+
+
+def get_family(name: str) -> FamilySpec:
+    """The registered family ``name``; an unknown name raises one sentence listing them."""
+    if name not in FAMILIES:
+        raise Qua2Error(
+            f"unknown model family {name!r}; choose one of {', '.join(sorted(FAMILIES))}."
+        )
+    return FAMILIES[name]
+
+
+register_family("digits-dit", "qua2.models.digits:load_digits_dit", scoring="embedded",
+                needs_path=False)
+register_family("digits-unet", "qua2.models.digits:load_digits_unet", scoring="embedded",
+                needs_path=False)
+# diffusers families, loaded from a local pipeline directory (qua2/models/families).
+for _name, _loader in {
+    "pixart-alpha": "pixart:load_pixart_alpha", "pixart-sigma": "pixart:load_pixart_sigma",
+    "dit": "dit:load_dit", "hunyuan-dit": "hunyuan:load_hunyuan_dit", "sd15": "sd:load_sd15",
+    "sdxl": "sd:load_sdxl", "sd3": "flow:load_sd3", "flux": "flow:load_flux",
+}.items():
+    register_family(_name, f"qua2.models.families.{_loader}")
 
 
 def load_model(family: str, path: str | Path | None = None, **options: Any):
     """Build the adapter of ``family`` (from ``path`` where the family needs a directory)."""
-    if family not in FAMILIES:
-        raise Qua2Error(
-            f"unknown model family {family!r}; choose one of {', '.join(sorted(FAMILIES))}."
-        )
-    module_name, func_name = FAMILIES[family].split(":")
+    module_name, func_name = get_family(family).loader.split(":")
     loader = getattr(importlib.import_module(module_name), func_name)
     try:
         return loader(path, **options)

@@ -87,7 +87,7 @@ class ConfigSamplerSection:
 class MetricsSection:
     """Which metrics to compute and which one is the primary objective."""
 
-    primary: str = "digits_fid"
+    primary: str | None = None  # None: the family's default (models registry)
     lower_is_better: bool | None = None  # None: the metric's own direction (metric registry)
     bits_penalty: float = 0.0  # Qua²SeDiMo's λ: objective = primary ± λ·avg_bits
     clip_model: str | None = None  # local CLIP directory (text families)

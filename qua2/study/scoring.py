@@ -47,7 +47,9 @@ class Scorer:
 def build_scorer(study: Study) -> Scorer:
     """The scorer the study's YAML asks for (loaded once; reference statistics cached)."""
     conditioning = study.config.conditions.kind
-    if study.config.model.family.startswith("digits-"):
+    from qua2.models.registry import get_family
+
+    if get_family(study.config.model.family).scoring == "embedded":
         return Scorer(MetricSuite.for_digits(device=study.device), conditioning)
     return Scorer(_real_suite(study), conditioning)
 

@@ -72,7 +72,9 @@ def _check_methods(config: StudyConfig) -> None:
 def _study_inputs(config: StudyConfig) -> set[str]:
     """What the study has for its metrics (see :mod:`qua2.metrics.registry`)."""
     has = {"labels" if config.conditions.kind == "class" else "prompts"}
-    if config.model.family.startswith("digits-"):
+    from qua2.models.registry import get_family
+
+    if get_family(config.model.family).scoring == "embedded":
         has.add("digits")
     if config.metrics.reference_images:
         has.add("reference_images")
@@ -84,7 +86,11 @@ def _study_inputs(config: StudyConfig) -> set[str]:
 def _check_metrics(config: StudyConfig) -> None:
     from qua2.metrics.registry import METRICS, available_metrics
 
+    from qua2.models.registry import get_family
+
     section = config.metrics
+    if section.primary is None:
+        object.__setattr__(section, "primary", get_family(config.model.family).default_primary)
     primary = section.primary
     if primary not in METRICS or primary == "objective":
         known = ", ".join(n for n in sorted(METRICS) if n != "objective")
@@ -155,7 +161,9 @@ def check_study_paths(config: StudyConfig) -> None:
     if model.path is not None and not Path(model.path).exists():
         raise Qua2Error(f"model.path {model.path} does not exist; point it at a local "
                         "diffusers directory.")
-    if model.path is None and not model.family.startswith("digits-"):
+    from qua2.models.registry import get_family
+
+    if model.path is None and get_family(model.family).needs_path:
         raise Qua2Error(f"model family {model.family!r} needs model.path, a local diffusers "
                         "directory (nothing is downloaded).")
     conditions = config.conditions
