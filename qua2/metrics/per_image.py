@@ -45,8 +45,8 @@ class ImageScores:
         out: dict[str, float] = {"n_images": float(count)}
         for key, features in self.features.items():
             out[key] = self.frechet[key].distance(GaussianStats.from_features(features[pick]))
-        for key in MEAN_METRICS:
-            if key in self.per_image:
+        for key in (*MEAN_METRICS, *sorted(set(self.per_image) - set(MEAN_METRICS))):
+            if key in self.per_image:  # built-in means first (stable order), then added ones
                 out[key] = float(self.per_image[key][pick].mean())
         if "mse" in out:
             out["psnr"] = _psnr(out["mse"])

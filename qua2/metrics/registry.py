@@ -15,17 +15,33 @@ Fidelity metrics (vs the FP images of the same seeds) need nothing and work for 
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """One metric: whether lower is better and which inputs it needs (see module docstring)."""
+    """One metric: whether lower is better and which inputs it needs (see module docstring).
+
+    ``per_image`` (optional) makes a *paired* metric computable by every study without code
+    elsewhere: ``f(images, fp_images) -> [N]`` tensor of per-image values, given as
+    ``"module:function"`` or the function itself; the metric is their mean, and bootstrap
+    intervals resample those values.
+    """
 
     name: str
     lower_is_better: bool
     needs: frozenset[str]
     summary: str
+    per_image: str | Callable[..., Any] | None = None
+
+    def per_image_function(self) -> Callable[..., Any]:
+        if self.per_image is None or callable(self.per_image):
+            return self.per_image  # type: ignore[return-value]
+        module, name = self.per_image.split(":")
+        return getattr(importlib.import_module(module), name)
 
 
 METRICS: dict[str, MetricSpec] = {}
@@ -37,8 +53,9 @@ def register_metric(spec: MetricSpec) -> MetricSpec:
     return spec
 
 
-def _builtin(name: str, lower: bool, needs: set[str], summary: str) -> None:
-    register_metric(MetricSpec(name, lower, frozenset(needs), summary))
+def _builtin(name: str, lower: bool, needs: set[str], summary: str,
+             per_image: str | None = None) -> None:
+    register_metric(MetricSpec(name, lower, frozenset(needs), summary, per_image))
 
 
 _builtin("digits_fid", True, {"digits"}, "Fréchet distance of digits-classifier features")
@@ -46,8 +63,10 @@ _builtin("class_accuracy", False, {"digits", "labels"}, "share of images classif
 _builtin("fid", True, {"reference_images"}, "Inception FID vs real images (Heusel et al., 2017)")
 _builtin("clip_score", False, {"prompts", "clip"}, "CLIP score of image vs prompt (Hessel 2021)")
 _builtin("psnr", False, set(), "PSNR in dB vs the FP images of the same seeds")
-_builtin("ssim", False, set(), "SSIM vs the FP images of the same seeds (Wang et al., 2004)")
-_builtin("mse", True, set(), "mean squared pixel error vs the FP images")
+_builtin("ssim", False, set(), "SSIM vs the FP images of the same seeds (Wang et al., 2004)",
+         "qua2.metrics.fidelity:ssim_per_image")
+_builtin("mse", True, set(), "mean squared pixel error vs the FP images",
+         "qua2.metrics.fidelity:mse_per_image")
 #: Not a metric of images but of the study: higher is better by construction.
 _builtin("objective", False, set(), "the study's objective (−primary − λ·bits, higher better)")
 

@@ -32,9 +32,10 @@ import torch
 from qua2.errors import Qua2Error
 from qua2.metrics.classifier import DigitsClassifier, load_digits_classifier
 from qua2.metrics.digits import load_digits_images
-from qua2.metrics.fidelity import mse, mse_per_image, psnr, ssim, ssim_per_image
+from qua2.metrics.fidelity import mse, psnr, ssim
 from qua2.metrics.frechet import FrechetScorer, _check_images
 from qua2.metrics.per_image import ImageScores
+from qua2.metrics.registry import METRICS
 from qua2.paths import cache_dir
 
 
@@ -108,9 +109,11 @@ class MetricSuite:
                 raise Qua2Error("prompts were given but this metric suite has no CLIP model; "
                                 "configure one with clip_model= or $QUA2_CLIP_MODEL.")
             out.per_image["clip_score"] = _numpy(self.clip.score_per_image(images, prompts))
-        if fp_images is not None:
-            out.per_image["mse"] = _numpy(mse_per_image(images, fp_images))
-            out.per_image["ssim"] = _numpy(ssim_per_image(images, fp_images))
+        if fp_images is not None:  # paired metrics, from the registry (mse, ssim, any added)
+            for spec in METRICS.values():
+                if spec.per_image is not None:
+                    values = spec.per_image_function()(images, fp_images)
+                    out.per_image[spec.name] = _numpy(torch.as_tensor(values))
         return out
 
 
