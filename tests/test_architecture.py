@@ -2,7 +2,10 @@
 
 The allowed direction is written once, here, and in docs/ARCHITECTURE.md. Every ``import``
 counts — module level and deferred (inside functions) alike — so a cycle cannot hide in a
-function body. A package may import its own modules and any layer below it.
+function body; only imports under ``if TYPE_CHECKING:`` (annotations, never executed) are
+left out. A package may import its own modules and any layer below it. The registries
+(``qua2/*/registry.py``: metrics, families, surrogates, all data) form one unit of the base
+layer, so that a study file can be checked against every registry from the study layer.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "qua2"
 
 #: Lowest first. ``qua2`` (the root, which re-exports the public API) sits above everything.
 LAYERS: list[set[str]] = [
-    {"errors", "version", "paths", "io", "progress", "specs", "plots"},
+    {"errors", "version", "paths", "io", "progress", "specs", "plots", "stats", "registries"},
     {"quant"},
     {"metrics"},
     {"models"},
@@ -26,6 +29,7 @@ LAYERS: list[set[str]] = [
     {"search"},
     {"export"},
     {"report"},
+    {"testing"},
     {"pipeline"},
     {"cli", "__main__"},
     {"<root>"},
@@ -36,12 +40,27 @@ RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 def _unit(module: str) -> str:
     """The layer unit of a dotted module name: its top package below ``qua2``."""
     parts = module.split(".")
+    if len(parts) == 3 and parts[2] == "registry":
+        return "registries"
     return parts[1] if len(parts) > 1 else "<root>"
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """ids of the nodes inside ``if TYPE_CHECKING:`` blocks."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            skipped.update(id(inner) for stmt in node.body for inner in ast.walk(stmt))
+    return skipped
 
 
 def _imports(path: Path) -> set[str]:
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    skipped = _type_checking_nodes(tree)
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module]
             if node.module == "qua2":  # "from qua2 import x" imports the root's names
@@ -61,6 +80,8 @@ def import_edges() -> dict[tuple[str, str], list[str]]:
         relative = path.relative_to(PACKAGE)
         unit = relative.parts[0].removesuffix(".py") if len(relative.parts) > 1 or \
             relative.name != "__init__.py" else "<root>"
+        if len(relative.parts) == 2 and relative.name == "registry.py":
+            unit = "registries"
         for target in _imports(path) - {unit}:
             edges.setdefault((unit, target), []).append(str(relative))
     return edges

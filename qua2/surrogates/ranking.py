@@ -4,13 +4,15 @@ A surrogate is used to *rank* configurations (search keeps the best ones), so ra
 correlations on held-out configs are the headline numbers, as in Qua²SeDiMo (Mills et al.,
 AAAI 2025), which reports Spearman ρ and Kendall τ per fold. NDCG@k (Järvelin & Kekäläinen,
 2002) asks whether the truly best configs are predicted near the top; relevance is the target
-rescaled to [0, 1] with 1 the best config, so it works for metrics of either direction.
+rescaled to [0, 1] with 1 the best config, so it works for metrics of either direction;
+it is computed by scikit-learn (:func:`sklearn.metrics.ndcg_score`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import stats
+from sklearn.metrics import ndcg_score
 
 METRICS = ("spearman", "kendall", "ndcg@10", "mae")
 
@@ -25,14 +27,18 @@ def relevance(y: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
 
 def ndcg_at_k(y_true: np.ndarray, y_pred: np.ndarray, k: int = 10,
               higher_is_better: bool = True) -> float:
-    """NDCG@k of ranking by ``y_pred`` (best first), gains = :func:`relevance` of ``y_true``."""
+    """NDCG@k of ranking by ``y_pred`` (best first), gains = :func:`relevance` of ``y_true``.
+
+    scikit-learn's :func:`~sklearn.metrics.ndcg_score` with linear gains and ``1/log2(rank+1)``
+    discounts; configs with *tied* predictions share their gains (McSherry & Najork, 2008), so
+    the value does not depend on the order of the rows.
+    """
     gains = relevance(y_true, higher_is_better)
-    order = np.argsort(-(y_pred if higher_is_better else -np.asarray(y_pred)), kind="stable")
-    k = min(k, len(gains))
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = float((gains[order[:k]] * discounts).sum())
-    ideal = float((np.sort(gains)[::-1][:k] * discounts).sum())
-    return dcg / ideal if ideal > 0 else 0.0
+    if len(gains) < 2:  # one config is trivially ranked right (sklearn refuses to score it)
+        return 1.0
+    scores = np.asarray(y_pred, dtype=np.float64)
+    scores = scores if higher_is_better else -scores
+    return float(ndcg_score(gains[None, :], scores[None, :], k=min(k, len(gains))))
 
 
 def _correlation(fn, a: np.ndarray, b: np.ndarray) -> float:

@@ -3,10 +3,11 @@
 If quality were an additive function of per-layer damage, a linear model on per-layer bits,
 method and error would be all one needs; the gap between this baseline and the XGBoost and GNN
 surrogates shows what the non-linear models add (interactions, saturation of FID). The ridge
-penalty is chosen by exact leave-one-out cross-validation over a log grid, computed for every
-penalty at once from one SVD of the standardised features (Golub, Heath & Wahba, 1979: the
-LOO residual of a linear smoother is ``r_i / (1 − H_ii)``); the fitted coefficients are folded
-back to the raw feature scale and saved as JSON.
+penalty is chosen by exact leave-one-out cross-validation over a log grid — scikit-learn's
+:class:`~sklearn.linear_model.RidgeCV`, which computes the LOO error of every penalty at once
+from one decomposition of the standardised features (Golub, Heath & Wahba, 1979: the LOO
+residual of a linear smoother is ``r_i / (1 − H_ii)``), with an unpenalised intercept; the
+fitted coefficients are folded back to the raw feature scale and saved as JSON.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn.linear_model import RidgeCV
 
 from qua2.surrogates.base import Surrogate
 from qua2.surrogates.encoding import ConfigEncoder
@@ -35,9 +37,10 @@ class RidgeSurrogate(Surrogate):
         features = self._encoder().features(x)
         mean, std = features.mean(axis=0), features.std(axis=0)
         std[std == 0] = 1.0
-        alpha, coef = ridge_loo((features - mean) / std, y - y.mean(), self.alphas)
-        self.alpha_ = alpha
-        self.coef_ = coef / std
+        # Mean squared LOO error (scoring=None), the first of equally good penalties.
+        ridge = RidgeCV(alphas=self.alphas).fit((features - mean) / std, y - y.mean())
+        self.alpha_ = float(ridge.alpha_)
+        self.coef_ = ridge.coef_ / std
         self.intercept_ = float(y.mean() - (self.coef_ * mean).sum())
 
     def _predict_scaled(self, x: np.ndarray) -> np.ndarray:
@@ -59,26 +62,3 @@ class RidgeSurrogate(Surrogate):
         self.coef_ = np.asarray(state["coef_"], dtype=np.float64)
         self.intercept_ = state["intercept_"]
 
-
-def ridge_loo(x: np.ndarray, y: np.ndarray, alphas: tuple[float, ...]
-              ) -> tuple[float, np.ndarray]:
-    """The penalty with the lowest exact leave-one-out error, and its coefficients.
-
-    ``x`` and ``y`` are centred, so the intercept is unpenalised; the LOO residuals of every
-    penalty follow from one thin SVD ``x = U S Vᵀ``: ``H = U diag(s²/(s²+α)) Uᵀ``, plus
-    ``1/n`` for the intercept.
-    """
-    u, s, vt = np.linalg.svd(x, full_matrices=False)
-    uty = u.T @ y
-    n = len(y)
-    best: tuple[float, float] | None = None
-    for alpha in alphas:
-        shrink = s**2 / (s**2 + alpha)
-        residual = y - u @ (shrink * uty)
-        leverage = (u**2 @ shrink) + 1.0 / n
-        error = float(np.mean((residual / np.maximum(1.0 - leverage, 1e-12)) ** 2))
-        if best is None or error < best[0]:
-            best = (error, float(alpha))
-    assert best is not None
-    alpha = best[1]
-    return alpha, vt.T @ (s / (s**2 + alpha) * uty)

@@ -26,6 +26,21 @@ def test_ndcg_respects_the_metric_direction():
     assert ndcg_at_k(fid, -fid, k=2, higher_is_better=False) < 0.5
 
 
+def test_ndcg_matches_the_textbook_formula_and_ignores_row_order_for_ties():
+    y = np.array([0.0, 3.0, 1.0, 2.0, 4.0])
+    pred = np.array([0.1, 0.3, 0.2, 0.5, 0.4])
+    gains = y / 4  # relevance: rescaled to [0, 1]
+    order = np.argsort(-pred)
+    discounts = 1 / np.log2(np.arange(2, 5))
+    expected = (gains[order[:3]] * discounts).sum() / (np.sort(gains)[::-1][:3] * discounts).sum()
+    # sklearn's ndcg_score sums the same terms in another order: equal to rounding
+    assert ndcg_at_k(y, pred, k=3) == pytest.approx(expected, rel=1e-12)
+    tied = np.array([1.0, 2.0, 2.0, 0.0, 0.0])  # tied predictions share their gains
+    flipped = ndcg_at_k(y[::-1], tied[::-1], k=2)
+    assert ndcg_at_k(y, tied, k=2) == pytest.approx(flipped, rel=1e-12)
+    assert ndcg_at_k(np.array([5.0]), np.array([1.0])) == 1.0
+
+
 def test_constant_predictions_have_no_correlation():
     assert np.isnan(rank_metrics(np.arange(5.0), np.ones(5))["spearman"])
 

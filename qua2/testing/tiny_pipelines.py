@@ -1,9 +1,9 @@
 """Whole tiny pipelines of every diffusers family, assembled offline (tests, smoke runs).
 
 Each pipeline has the real component classes — the family's denoiser from
-:func:`qua2.models.tiny.tiny_denoiser`, an ``AutoencoderKL``, the family's scheduler, CLIP/T5/
-BERT text encoders built from transformers configs and tokenizers built from a few-dozen-word
-vocabulary written on the fly — but only thousands of parameters, so
+:func:`qua2.testing.tiny_models.tiny_denoiser`, an ``AutoencoderKL``, the family's scheduler,
+CLIP/T5/BERT text encoders built from transformers configs and tokenizers built from a
+few-dozen-word vocabulary written on the fly — but only thousands of parameters, so
 ``tiny_pipeline("sdxl").save_pretrained(d)`` followed by ``load_model("sdxl", d)`` exercises the
 exact loading path of a real checkpoint in about a second, and the pipeline's own ``__call__``
 runs too (64-px images). Nothing is downloaded.
@@ -203,9 +203,9 @@ def _pipeline_denoiser(family: str, seed: int) -> nn.Module:
     """The tiny denoiser of ``family``, with the prompt lengths its pipeline hard-codes.
 
     ``HunyuanDiTPipeline`` always encodes 77 CLIP and 256 T5 tokens, so its denoiser must be
-    built for those lengths (``qua2.models.tiny`` uses 5 and 7 for speed).
+    built for those lengths (``qua2.testing.tiny_models`` uses 5 and 7 for speed).
     """
-    from qua2.models.tiny import tiny_config, tiny_denoiser
+    from qua2.testing.tiny_models import tiny_config, tiny_denoiser
 
     if family != "hunyuan-dit":
         return tiny_denoiser(_TINY_DENOISER.get(family, family), seed=seed)[0]
@@ -239,7 +239,7 @@ def tiny_adapter(family: str, seed: int = 0, **options: Any) -> Any:
     their conditions are :meth:`~TextToImageAdapter.random_embeddings`. ``options`` override.
     """
     from qua2.models.families import adapter_class
-    from qua2.models.tiny import tiny_denoiser
+    from qua2.testing.tiny_models import tiny_denoiser
 
     if family not in PIPELINES:
         raise Qua2Error(
