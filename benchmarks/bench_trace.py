@@ -2,7 +2,8 @@
 
 Builds each published architecture with no weights
 (``qua2.testing.tiny_models.full_size_denoiser``), traces it ``--repeat`` times and prints a
-Markdown table: median/min trace time, nodes, edges, weight layers, parameters, and the node count Qua²SeDiMo reports for its hand-written graph.
+Markdown table: median/min trace time, nodes, edges, weight layers, parameters, and the node
+count Qua²SeDiMo reports for its hand-written graph.
 
     python benchmarks/bench_trace.py                       # PixArt-α, SDXL, Flux.1-dev
     python benchmarks/bench_trace.py --families dit sd15 hunyuan sd3 --repeat 5
