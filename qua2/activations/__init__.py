@@ -1,4 +1,4 @@
-"""Activation quantization and calibration for diffusion denoisers (issue 8).
+"""Activation quantization and calibration for diffusion denoisers.
 
 * Quantizers (pure functions): :func:`fake_quant_per_token` (dynamic, Qua²SeDiMo's A6/A8),
   :func:`fake_quant_static` (calibrated per-tensor ranges, PTQ4DM).
@@ -9,6 +9,10 @@
   ``qua2.quant`` weight quantization.
 * Calibration: :func:`calibration_set` (NDTC, single-step, uniform, real data; cached as
   safetensors) and :func:`calibrate_ranges` (L_p / MSE / L1 / cosine / KL range search).
+* Files by what they do: ``calibration_sets`` (drawing and storing calibration inputs),
+  ``range_fitting`` (observing a set and fitting static ranges), ``range_search`` (the range
+  criterion), ``ranges`` (fitted ranges on disk), ``quantizers``, ``sites``, ``hooks``,
+  ``attention``, ``setting``, ``prepare``.
 * :func:`prepare_activations` — what a study calls once: calibrate (cached) and get a
   context to apply on top of every weight configuration.
 
@@ -16,20 +20,20 @@ Timestep convention: ``t`` is the scheduler's training timestep as the denoiser 
 ``t = 0`` clean (x₀), ``t = T - 1`` pure noise. See docs/activations.md.
 """
 
-from qua2.activations.calibrate import RangeObserver, calibrate_module, calibrate_ranges
-from qua2.activations.calibration import (
+from qua2.activations.calibration_sets import (
     NDTC_MEAN,
     NDTC_STD,
+    CalibrationSet,
     build_calibration_set,
     calibration_set,
     draw_step_indices,
 )
-from qua2.activations.calibset import CalibrationSet
 from qua2.activations.hooks import ActivationHandle, observing, quantized_activations
 from qua2.activations.prepare import PreparedActivations, first_last_layers, prepare_activations
 from qua2.activations.quantizers import fake_quant, fake_quant_per_token, fake_quant_static
+from qua2.activations.range_fitting import RangeObserver, calibrate_module, calibrate_ranges
+from qua2.activations.range_search import OBJECTIVES, range_errors, search_range
 from qua2.activations.ranges import ActivationRanges, group_edges, timestep_group
-from qua2.activations.search import OBJECTIVES, range_errors, search_range
 from qua2.activations.setting import CALIBRATION_METHODS, MODES, ActivationSetting
 from qua2.activations.sites import Site, attention_modules, plan_sites
 

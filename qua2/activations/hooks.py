@@ -15,7 +15,8 @@ cross-attention K/V are recomputed from a snapshot of the projection weights tak
 enter this context *outside* the weight-quantization one to keep them in full FP.
 
 :func:`observing` installs the same sites with an observer instead of a quantizer; calibration
-(:mod:`qua2.activations.calibrate`) uses it so that observed and quantized tensors are the same.
+(:mod:`qua2.activations.range_fitting`) uses it so that observed and quantized tensors are
+the same.
 """
 
 from __future__ import annotations

@@ -24,10 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from qua2.activations.calibrate import calibrate_ranges
-from qua2.activations.calibration import calibration_set
-from qua2.activations.calibset import content_digest, module_fingerprint
+from qua2.activations.calibration_sets import calibration_set, content_digest, module_fingerprint
 from qua2.activations.hooks import ActivationHandle, quantized_activations
+from qua2.activations.range_fitting import calibrate_ranges
 from qua2.activations.ranges import ActivationRanges
 from qua2.activations.setting import ActivationSetting
 from qua2.errors import Qua2Error

@@ -24,12 +24,12 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from qua2.activations.quantizers import MAX_ACT_BITS, MIN_ACT_BITS
-from qua2.activations.search import DEFAULT_P, check_objective
+from qua2.activations.range_search import DEFAULT_P, check_objective
 from qua2.errors import Qua2Error
 
 SETTING_FORMAT_VERSION = 1
 MODES: tuple[str, ...] = ("dynamic", "static")
-#: Where calibration samples come from (see :mod:`qua2.activations.calibration`).
+#: Where calibration samples come from (see :mod:`qua2.activations.calibration_sets`).
 CALIBRATION_METHODS: tuple[str, ...] = ("ndtc", "single_step", "uniform", "real")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qua2.activations.search import (
+from qua2.activations.range_search import (
     OBJECTIVES,
     candidate_ranges,
     range_errors,

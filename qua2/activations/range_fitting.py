@@ -1,9 +1,10 @@
 """Static range calibration: replay a calibration set through the FP model, then search ranges.
 
 :func:`calibrate_ranges` runs every ``(x_t, t, cond)`` batch of a
-:class:`~qua2.activations.calibset.CalibrationSet` through ``adapter.denoise`` with observers on
-exactly the sites that :func:`~qua2.activations.hooks.quantized_activations` will quantize, then
-picks each site's range by minimising ``setting.objective`` (PTQ4DM's L_p, p = 2.4, by default).
+:class:`~qua2.activations.calibration_sets.CalibrationSet` through ``adapter.denoise`` with
+observers on exactly the sites that :func:`~qua2.activations.hooks.quantized_activations`
+will quantize, then picks each site's range by minimising ``setting.objective`` (PTQ4DM's
+L_p, p = 2.4, by default).
 :func:`calibrate_module` does the same for a bare module and a list of forward inputs.
 
 Memory stays bounded: each site keeps its exact min/max plus a uniform random subsample of at
@@ -20,10 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from qua2.activations.calibset import CalibrationSet
+from qua2.activations.calibration_sets import CalibrationSet
 from qua2.activations.hooks import observing
+from qua2.activations.range_search import search_range
 from qua2.activations.ranges import ActivationRanges, group_edges, timestep_group
-from qua2.activations.search import search_range
 from qua2.activations.setting import ActivationSetting
 from qua2.activations.sites import Site
 from qua2.errors import Qua2Error
