@@ -1,6 +1,6 @@
 """Figure builders for surrogates and explanations: data in, matplotlib ``Figure`` out.
 
-Every builder uses :func:`qua2.plots._figure` (an Agg canvas, no pyplot state) and never shows
+Every builder uses :func:`qua2.plots.figure_canvas` (an Agg canvas, no pyplot state) and never shows
 anything; the ``explain`` stage saves each figure with the CSV of the data behind it. Colours
 come from :mod:`qua2.explain.colours`, so an op type looks the same in every figure.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from qua2.explain.colours import component_colour, option_colour, role_colours, stage_colour
-from qua2.plots import _figure
+from qua2.plots import figure_canvas as _figure
 
 _ABBREVIATIONS = (("transformer_blocks.", "tb"), ("single_transformer_blocks.", "stb"),
                   ("down_blocks.", "down"), ("up_blocks.", "up"), ("mid_block.", "mid."),
@@ -248,38 +248,3 @@ def importance_vs_sweep_figure(joined: pd.DataFrame, stats: Mapping[str, Any]) -
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7, loc="best")
     return figure
-
-
-def pareto_figure(frame: pd.DataFrame, quality: str, lower_is_better: bool,
-                  fp_value: float | None = None) -> Any:
-    """Average bits vs quality of every evaluated config, coloured by kind, with the front
-    (best quality at no more bits)."""
-    figure = _figure(6.4, 4.4)
-    axis = figure.subplots()
-    palette = {"random": "#1f77b4", "uniform": "#d62728", "sweep": "#bbbbbb",
-               "search": "#2ca02c", "baseline": "#9467bd"}
-    for kind, part in frame.groupby("kind"):
-        axis.scatter(part["avg_bits"], part[quality], s=12 if kind != "uniform" else 40,
-                     color=palette.get(str(kind), "#8c564b"), label=f"{kind} ({len(part)})",
-                     alpha=0.7 if kind != "uniform" else 1.0, lw=0, zorder=3 if kind ==
-                     "uniform" else 2)
-    front = pareto_front(frame, quality, lower_is_better)
-    axis.step(front["avg_bits"], front[quality], where="post", color="black", lw=1.2,
-              label="Pareto front")
-    if fp_value is not None:
-        axis.axhline(fp_value, color="#7f7f7f", ls="--", lw=1, label="full precision")
-    axis.set_xlabel("average bits over all weight layers (incl. overheads)")
-    axis.set_ylabel(f"{quality} ({'lower' if lower_is_better else 'higher'} is better)")
-    axis.set_title("Average bits vs quality of every evaluated configuration", fontsize=10)
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    return figure
-
-
-def pareto_front(frame: pd.DataFrame, quality: str, lower_is_better: bool) -> pd.DataFrame:
-    """Configs no other config beats with fewer or equal bits (sorted by bits)."""
-    ordered = frame.dropna(subset=["avg_bits", quality]).sort_values("avg_bits")
-    values = ordered[quality].to_numpy()
-    oriented = -values if lower_is_better else values
-    keep = oriented >= np.maximum.accumulate(oriented)
-    return ordered[keep]

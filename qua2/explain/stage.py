@@ -37,7 +37,7 @@ from qua2.explain.grouping import LABELS, layer_table, mean_abs, option_preferen
 from qua2.explain.sensitivity import fp_metric, importance_vs_sweep, sweep_sensitivity
 from qua2.explain.subgraphs import best_variants, quantifiable_sensitivity, summarise
 from qua2.io import DamagedArtifactError, read_json_object, rerun_stage
-from qua2.plots import save_figure
+from qua2.plots import pareto_figure, pareto_front, save_figure
 from qua2.surrogates.data import StudyData, load_study_data
 from qua2.surrogates.fit import load_fitted, say
 from qua2.surrogates.registry import get_surrogate
@@ -256,8 +256,8 @@ def _study_figures(study: Any, data: StudyData, report: dict[str, Any], out: Pat
                           quality: data.values(quality)})
     lower = data.primary_lower_is_better
     shown = frame[frame["kind"] != "sweep"]  # one layer quantized: ≈ 16 bits, off the scale
-    front = plots.pareto_front(shown, quality, lower)
-    _save(plots.pareto_figure(shown, quality, lower, fp_metric(study, quality)),
+    front = pareto_front(shown, quality, lower)
+    _save(pareto_figure(shown, quality, lower, fp_metric(study, quality)),
           out / "pareto.png", frame.assign(pareto=frame["id"].isin(front["id"])))
 
 

@@ -7,6 +7,7 @@ from matplotlib.figure import Figure
 
 from qua2.explain import plots
 from qua2.explain.colours import component_colour, option_colour, role_colours
+from qua2.plots import pareto_figure, pareto_front
 
 
 def test_short_names_are_readable():
@@ -28,9 +29,9 @@ def test_pareto_front_is_monotone():
     frame = pd.DataFrame({"id": list("abcde"), "kind": "random",
                           "avg_bits": [3.0, 3.5, 4.0, 4.5, 5.0],
                           "fid": [50.0, 60.0, 30.0, 35.0, 20.0]})
-    front = plots.pareto_front(frame, "fid", lower_is_better=True)
+    front = pareto_front(frame, "fid", lower_is_better=True)
     assert list(front["id"]) == ["a", "c", "e"]
-    assert isinstance(plots.pareto_figure(frame, "fid", True, 10.0), Figure)
+    assert isinstance(pareto_figure(frame, "fid", True, 10.0), Figure)
 
 
 def test_figure_builders_return_figures(xgb_explanation, data, graph):

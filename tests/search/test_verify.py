@@ -3,13 +3,13 @@ import pandas as pd
 import pytest
 import torch
 
-from qua2.search.verify import (
+from qua2.search.verification import (
     Verified,
-    bootstrap_indices,
     bootstrap_interval,
     paired_difference,
     score_with_intervals,
 )
+from qua2.stats import bootstrap_indices
 from qua2.study.reference import Reference
 
 
@@ -103,7 +103,8 @@ def test_paired_comparisons_and_their_markdown():
 
 
 def test_pareto_colours_tell_qua2_picks_from_the_qua2sedimo_baseline():
-    from qua2.search.plots import COLOURS, _colour
+    from qua2.plots import KIND_COLOURS as COLOURS
+    from qua2.plots import kind_colour as _colour
 
     assert _colour("qua2-1") == _colour("qua2-2") == COLOURS["qua2"]
     assert _colour("qua2sedimo") == COLOURS["qua2sedimo"] != COLOURS["qua2"]
