@@ -5,7 +5,8 @@ For each embedded digits model (real trained weights):
 1. build the option cache for Qua²SeDiMo's space (uaq, kmeans_c, kmeans_a × {3, 4} bits);
 2. time ``with quantized(model, config, cache)`` (enter + exit) over random Qua²SeDiMo-style
    configs (p ~ U(0, 1) share of 3-bit layers, method uniform) with the memo warm, against one
-   config evaluation (generating ``--images`` images with 20 DDIM steps);
+   config evaluation (generating ``--images`` images with 20 DDIM steps), and say whether the
+   targets hold (< 50 ms per apply, < 1 % of an evaluation; once asserted in unit tests);
 3. export one ~3.5-bit config as packed safetensors: reload into a fresh instance with other
    weights and compare its output with the fake-quantized model; and measure the file size of
    the fp16 deployment export against (average bits / 16) × FP16 size + 2 %.
@@ -37,6 +38,10 @@ from qua2.quant import (
 from qua2.specs import QuantConfig, QuantOption, SearchSpace
 
 SPACE = SearchSpace.grid(["uaq", "kmeans_c", "kmeans_a"], [3, 4])
+#: Applying a memoised config is a few dictionary look-ups per layer: well under this.
+APPLY_TARGET_MS = 50.0
+#: ... and a negligible share (percent) of one config evaluation.
+APPLY_TARGET_SHARE = 1.0
 
 
 def random_config(layers: list[str], rng: random.Random) -> QuantConfig:
@@ -87,8 +92,13 @@ def bench_model(family: str, images: int, configs: int, workdir: Path) -> None:
         start = time.perf_counter()
         adapter.generate(conditions, seeds, steps=20)
         evaluation = time.perf_counter() - start
+    share = 100 * apply_ms / 1e3 / evaluation
     print(f"one config evaluation (generate {images} images, 20 steps): {evaluation:.2f} s "
-          f"-> apply is {100 * apply_ms / 1e3 / evaluation:.3f} % of it")
+          f"-> apply is {share:.3f} % of it")
+    # Targets that used to be wall-time asserts in tests/quant (flaky on a loaded machine).
+    met = apply_ms < APPLY_TARGET_MS and share < APPLY_TARGET_SHARE
+    print(f"target: apply + restore < {APPLY_TARGET_MS:.0f} ms and < {APPLY_TARGET_SHARE:.0f} % "
+          f"of an evaluation: {'met' if met else 'NOT MET'}")
 
     bench_export(adapter, cache, layers, workdir / family)
 

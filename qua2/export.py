@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from qua2.errors import Qua2Error
+from qua2.log import say
 from qua2.specs import QuantConfig
-from qua2.study.stages import RunOptions, say
+from qua2.study.stages import RunOptions
 from qua2.study.study import Study
 
 LOAD_SNIPPET = """# Loading this export

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from qua2.io import read_json, read_json_object
+from qua2.log import say
 from qua2.study.results import status_summary
-from qua2.study.stages import RunOptions, say
+from qua2.study.stages import RunOptions
 from qua2.study.store import Store
 from qua2.study.study import Study
 from qua2.version import __version__

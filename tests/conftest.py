@@ -11,6 +11,14 @@ import pytest
 os.environ.setdefault("QUA2_CACHE_DIR", tempfile.mkdtemp(prefix="qua2-test-cache-"))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _qua2_messages_on_stderr():
+    """Library calls in tests print qua2's messages as the command line does."""
+    from qua2.log import show_messages
+
+    show_messages()
+
 #: A few training steps: enough for a working pipeline, not for good digits.
 TINY_STEPS = 30
 

@@ -61,14 +61,15 @@ def content_digest(payload: Any) -> str:
 
 
 def module_fingerprint(module: nn.Module) -> str:
-    """A cheap content fingerprint of the weights (names, shapes, float64 sums)."""
-    rows = []
-    for name, param in module.state_dict().items():
-        value = param.detach()
-        stats = (float(value.double().sum()), float(value.double().abs().sum())) \
-            if value.is_floating_point() else (float(value.sum()),)
-        rows.append((name, tuple(value.shape), stats))
-    return content_digest(rows)
+    """Content fingerprint of the weights: a hash of every tensor's exact bytes and name.
+
+    Exact bytes, not float sums: a sum's last bits depend on the thread count and the CPU's
+    kernels, which made the calibration caches miss across machines; and a permutation of
+    the weights must change the key.
+    """
+    from qua2.quant.store import module_digest
+
+    return module_digest(module)
 
 
 def _flatten(cond: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from qua2.cli.args import Qua2ArgumentParser
 from qua2.errors import Qua2Error
+from qua2.log import show_messages
 from qua2.version import __version__
 
 COMMANDS = ["run", "check", "sample", "sweep", "status", "results", "graph", "fit", "explain",
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    show_messages()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

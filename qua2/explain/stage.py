@@ -22,7 +22,6 @@ Everything goes to ``<study>/explain/``; every PNG has a CSV of the data behind 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,10 @@ from qua2.explain.grouping import LABELS, layer_table, mean_abs, option_preferen
 from qua2.explain.sensitivity import fp_metric, importance_vs_sweep, sweep_sensitivity
 from qua2.explain.subgraphs import best_variants, quantifiable_sensitivity, summarise
 from qua2.io import DamagedArtifactError, read_json_object, rerun_stage
+from qua2.log import say
 from qua2.plots import pareto_figure, pareto_front, save_figure
 from qua2.surrogates.data import StudyData, load_study_data
-from qua2.surrogates.fit import load_fitted, say
+from qua2.surrogates.fit import load_fitted
 from qua2.surrogates.registry import get_surrogate
 
 
@@ -122,7 +122,7 @@ def _previous_explanation(path: Any) -> dict[str, Any]:
     try:
         return read_json_object(path, "it is computed again")
     except DamagedArtifactError as error:
-        print(f"qua2: {error}", file=sys.stderr)
+        say(str(error))
         return {}
 
 

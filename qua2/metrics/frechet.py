@@ -150,7 +150,7 @@ def reference_stats(extractor: FeatureExtractor,
         cached = _load_stats(path)
         if cached is not None:
             return cached
-        log.warning("qua2: recomputing reference statistics: the cached file %s is corrupted.",
+        log.warning("recomputing reference statistics: the cached file %s is corrupted.",
                     path)
     stats = GaussianStats.from_features(extract_features(extractor, images))
     if use_cache:

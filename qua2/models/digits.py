@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from qua2.errors import Qua2Error
+from qua2.log import say
 from qua2.models.base import CondBatch, DenoiserAdapter, ExampleInputs
 from qua2.models.training import TrainRecipe, train_ddpm
 from qua2.paths import cache_dir, sha256_file
@@ -134,7 +134,7 @@ def model_dir(spec: DigitsSpec, recipe: TrainRecipe) -> Path:
 
 
 def _say(message: str) -> None:
-    print(f"qua2: {message}", file=sys.stderr)
+    say(message)
 
 
 def _load_cached(spec: DigitsSpec, recipe: TrainRecipe, directory: Path) -> nn.Module | None:

@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from qua2.io import read_json, rerun_stage
+from qua2.log import say
 from qua2.search.baselines import best_sampled, best_uniform, mixdq_ip, random_at_budget
 from qua2.search.budget import CostTable
 from qua2.search.refine import Predictor, search_budget
 from qua2.specs import QuantConfig
-from qua2.study.stages import RunOptions, say
+from qua2.study.stages import RunOptions
 from qua2.study.store import Store
 from qua2.study.study import Study
 
@@ -171,7 +172,7 @@ def search_candidates(study: Study, predict: Predictor | None, cache: Any,
         for i, o in enumerate(table.options)]
     for budget in budgets:
         if not low <= budget <= high:  # only default budgets get here (explicit: refused)
-            print(f"qua2: skipping budget {budget:g}: configurations of this search space have "
+            say(f"skipping budget {budget:g}: configurations of this search space have "
                   f"{low:.3f} to {high:.3f} average bits.")
             continue
         candidates += budget_candidates(study, table, predict, budget, top=top)

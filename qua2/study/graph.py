@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 
 from qua2.io import DamagedArtifactError, read_json_object
+from qua2.log import say
 from qua2.study.study import Study
 
 GRAPH_FILE = "graph.json"
@@ -22,8 +22,7 @@ def study_graph(study: Study):
         except (DamagedArtifactError, KeyError, TypeError, ValueError) as error:
             # The graph is a pure function of the model: trace it again rather than fail.
             problem = error.problem if isinstance(error, DamagedArtifactError) else "malformed"
-            print(f"qua2: {path} is damaged ({problem}); tracing the model again.",
-                  file=sys.stderr)
+            say(f"{path} is damaged ({problem}); tracing the model again.")
     graph = trace_adapter(study.adapter)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(graph.to_dict()))

@@ -8,7 +8,6 @@ configurations are not drowned by sampling noise (common random numbers).
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from safetensors.torch import save_file
 
 from qua2.errors import Qua2Error
 from qua2.io import DamagedArtifactError, bytes_digest, load_safetensors
+from qua2.log import say
 from qua2.study.study import Study
 
 
@@ -73,7 +73,7 @@ def get_reference(study: Study, which: str = "sampling") -> Reference:
             if reference.seeds == seeds:
                 return reference
         except Qua2Error as error:  # FP images are a pure function of the model and seeds
-            print(f"qua2: {error.args[0].split(';')[0]}; generating it again.", file=sys.stderr)
+            say(f"{error.args[0].split(';')[0]}; generating it again.")
     started = time.perf_counter()
     noise = study.adapter.initial_noise(seeds)
     images = study.generate(seeds, noise=noise)
@@ -81,6 +81,6 @@ def get_reference(study: Study, which: str = "sampling") -> Reference:
         raise Qua2Error("the full-precision model produced NaN/Inf images; check the model.")
     reference = Reference(images, noise, seeds, study.conditions(len(seeds)))
     reference.save(path)
-    print(f"qua2: FP reference ({which}, {len(seeds)} images) in "
+    say(f"FP reference ({which}, {len(seeds)} images) in "
           f"{time.perf_counter() - started:.1f} s → {path}")
     return reference

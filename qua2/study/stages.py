@@ -12,12 +12,12 @@ alone, and a killed run resumes where it stopped.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from qua2.errors import Qua2Error
 from qua2.io import DamagedArtifactError, atomic_write_json, read_json_object
+from qua2.log import say
 from qua2.study.store import Store
 from qua2.study.study import Study
 
@@ -41,8 +41,7 @@ class RunOptions:
                             "pass e.g. --rounds 200.")
 
 
-def say(message: str) -> None:
-    print(f"qua2: {message}", file=sys.stderr)
+
 
 
 # --------------------------------------------------------------------------- stages

@@ -85,7 +85,6 @@ def _study_inputs(config: StudyConfig) -> set[str]:
 
 def _check_metrics(config: StudyConfig) -> None:
     from qua2.metrics.registry import METRICS, available_metrics
-
     from qua2.models.registry import get_family
 
     section = config.metrics

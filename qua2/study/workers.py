@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from tqdm.auto import tqdm
 
 from qua2.errors import Qua2Error
+from qua2.log import say, show_messages
 from qua2.progress import progress_bar
 from qua2.specs import QuantConfig
 from qua2.study.store import Store
@@ -65,8 +66,8 @@ def evaluate_pending(study: Study, kinds: Sequence[str] | None = None, workers: 
     with Store(study.path("study.sqlite")) as store:
         recovered = store.recover_abandoned()
         if recovered:
-            print(f"qua2: {recovered} configuration(s) left unfinished by a stopped run will be "
-                  "evaluated again.", file=sys.stderr)
+            say(f"{recovered} configuration(s) left unfinished by a stopped run will be "
+                "evaluated again.")
         pending = sum(store.count("pending", kind) for kind in kinds) if kinds else \
             store.count("pending")
     if pending == 0:
@@ -74,8 +75,12 @@ def evaluate_pending(study: Study, kinds: Sequence[str] | None = None, workers: 
     threads = threads or study.config.threads_per_worker or default_threads(workers)
     with progress_bar(total=pending, desc=desc, unit="config") as progress:
         if workers <= 1:
+            before = torch.get_num_threads()
             torch.set_num_threads(threads)
-            return evaluate_loop(study, kinds, progress)
+            try:
+                return evaluate_loop(study, kinds, progress)
+            finally:  # later stages of this process keep the thread count they had
+                torch.set_num_threads(before)
         return _run_workers(study, kinds, workers, threads, pending, progress)
 
 
@@ -105,8 +110,7 @@ def _run_workers(study: Study, kinds: Sequence[str] | None, workers: int, thread
     if Qua2Error.exit_code in failed:  # a worker stopped on bad input and said why
         raise Qua2Error("an evaluation worker stopped on the error above; fix it and re-run.")
     if failed:
-        print(f"qua2: {len(failed)} worker(s) exited with an error; see their output above.",
-              file=sys.stderr)
+        say(f"{len(failed)} worker(s) exited with an error; see their output above.")
     return progress.n
 
 
@@ -124,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    show_messages()
     try:
         evaluate_loop(Study.open(args.study), args.kinds)
     except Qua2Error as error:

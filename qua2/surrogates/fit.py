@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +25,7 @@ import pandas as pd
 
 from qua2.errors import Qua2Error
 from qua2.io import DamagedArtifactError, read_json_object
+from qua2.log import say
 from qua2.surrogates.base import Surrogate, load_surrogate
 from qua2.surrogates.cv import DEFAULT_CURVE, CVResult, cross_validate
 from qua2.surrogates.data import StudyData, load_study_data
@@ -52,8 +52,7 @@ class FitOptions:
     force: bool = False
 
 
-def say(message: str) -> None:
-    print(f"qua2: {message}", file=sys.stderr, flush=True)
+
 
 
 def make_surrogate(kind: str, data: StudyData, options: FitOptions,

@@ -20,8 +20,12 @@ def test_held_out_accuracy(classifier, real_digits):
     images, labels = real_digits
     _, held = digits_split()
     assert classifier.held_out_accuracy >= 0.98
+    # Training scored the held-out set through net() on 1 thread; accuracy() goes through
+    # features + head on the default threads. float32 rounding may then flip an argmax only
+    # at a near-tie of two logits, so allow one image of the ~360 (a wrong split or scoring
+    # bug moves accuracy by several images).
     assert classifier.accuracy(images[held], labels[held]) == pytest.approx(
-        classifier.held_out_accuracy)
+        classifier.held_out_accuracy, abs=1.01 / len(held))
 
 
 def test_features_and_class_accuracy(classifier, real_digits):
@@ -62,7 +66,9 @@ def test_missing_corrupted_and_stale_cache_retrain(tmp_path, monkeypatch, caplog
     caplog.clear()
     rebuilt = load_digits_classifier(config=QUICK)
     assert "fails its checksum (corrupted)" in caplog.text
-    assert rebuilt.id == first.id  # deterministic retraining gives the same weights
+    # Both trainings ran in this test, on this machine, on 1 thread (train_classifier pins
+    # it): the same computation, so the same weights and weight hash (the id).
+    assert rebuilt.id == first.id
 
     config.write_text("{not json")
     caplog.clear()
@@ -81,7 +87,7 @@ def test_training_is_deterministic_and_leaves_global_rng_alone():
     net_a, acc_a = train_classifier(QUICK)
     assert torch.equal(torch.rand(3), expected)
     net_b, acc_b = train_classifier(QUICK)
-    assert acc_a == acc_b
+    assert acc_a == acc_b  # the same training repeated in one process: bit-identical
     for (name, a), b in zip(net_a.state_dict().items(), net_b.state_dict().values()):
         assert torch.equal(a, b), name
 

@@ -6,6 +6,7 @@ import torch
 from qua2.errors import Qua2Error
 from qua2.models import load_model
 from qua2.models.digits import DIGITS_DIT, model_dir
+from qua2.models.training import TrainRecipe
 
 
 def test_same_seeds_give_identical_images(tiny_digits_dit):
@@ -13,13 +14,20 @@ def test_same_seeds_give_identical_images(tiny_digits_dit):
     b = tiny_digits_dit.generate([0, 1, 2, 3], [5, 6, 7, 8], steps=3)
     c = tiny_digits_dit.generate([0, 1, 2, 3], [5, 6, 7, 9], steps=3)
     assert a.shape == (4, 1, 8, 8) and torch.isfinite(a).all()
-    assert torch.equal(a, b)
-    assert torch.equal(a[:3], c[:3]) and not torch.equal(a[3], c[3])
+    assert torch.equal(a, b)  # the same call repeated: bit-identical
+    # Another batch (one seed changed) with the same shapes: images 0-2 see the same noise, so
+    # they match up to float32 rounding (~1e-6 after 3 steps, 0 on every CPU setting tried);
+    # 1e-5 is still 5 orders below the O(1) change of image 3, whose noise did change.
+    torch.testing.assert_close(a[:3], c[:3], rtol=0, atol=1e-5)
+    assert (a[3] - c[3]).abs().max() > 0.1
 
 
 def test_batching_does_not_change_images(tiny_digits_unet):
     full = tiny_digits_unet.generate([1, 2, 3], [0, 1, 2], steps=3, batch_size=8)
     split = tiny_digits_unet.generate([1, 2, 3], [0, 1, 2], steps=3, batch_size=2)
+    # Batches of 3 vs 2 + 1 run other GEMM/conv blockings: float32 sums round differently.
+    # Seen: <= 1.2e-6 (default, 1 thread, AVX2-only kernels); 1e-5 leaves 8x headroom, and a
+    # real batching bug (mixed-up noise or labels) changes pixels by O(1).
     torch.testing.assert_close(full, split, rtol=1e-5, atol=1e-5)
 
 
@@ -39,22 +47,30 @@ def test_bad_labels_rejected(tiny_digits_dit):
         tiny_digits_dit.generate([10], [0], steps=2)
 
 
-def test_cache_reused_then_corruption_retrains(tiny_recipe, tiny_digits_dit, capsys):
-    directory = model_dir(DIGITS_DIT, tiny_recipe)
+def test_cache_reused_then_corruption_retrains(tmp_path, monkeypatch, capsys):
+    # A private cache and a 2-step recipe: both trainings below run in this process, so their
+    # weights may be compared bit for bit (the session's model may come from a cache that
+    # another machine or thread count wrote, whose weights differ in the last bits).
+    monkeypatch.setenv("QUA2_CACHE_DIR", str(tmp_path))
+    recipe = TrainRecipe(steps=2, warmup=1, batch_size=16)
+    first = load_model("digits-dit", recipe=recipe)
+    assert "training" in capsys.readouterr().err
+    directory = model_dir(DIGITS_DIT, recipe)
     manifest = json.loads((directory / "manifest.json").read_text())
-    again = load_model("digits-dit", recipe=tiny_recipe)
+    again = load_model("digits-dit", recipe=recipe)
     assert "training" not in capsys.readouterr().err
-    for a, b in zip(again.module.parameters(), tiny_digits_dit.module.parameters()):
-        assert torch.equal(a, b)
+    for a, b in zip(again.module.parameters(), first.module.parameters()):
+        assert torch.equal(a, b)  # saved and loaded back: the same bytes
     weights = directory / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-10] ^= 0xFF
     weights.write_bytes(bytes(data))
-    retrained = load_model("digits-dit", recipe=tiny_recipe)
+    retrained = load_model("digits-dit", recipe=recipe)
     assert "corrupted (checksum mismatch); re-training" in capsys.readouterr().err
-    # Training is deterministic for a seed, so the re-trained weights are the same.
+    # Training is deterministic for a seed on one machine and thread count (the same
+    # computation repeated), so the re-trained weights are bit-identical, hash included.
     assert json.loads((directory / "manifest.json").read_text())["sha256"] == manifest["sha256"]
-    for a, b in zip(retrained.module.parameters(), tiny_digits_dit.module.parameters()):
+    for a, b in zip(retrained.module.parameters(), first.module.parameters()):
         assert torch.equal(a, b)
 
 

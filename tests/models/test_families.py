@@ -1,7 +1,7 @@
 """Every diffusers family, end to end at denoiser level (tiny random denoisers, no VAE).
 
-The adapters come from :func:`qua2.models.families.tiny_pipelines.tiny_adapter`: the family's
-tiny denoiser (``qua2.models.tiny``) with its published scheduler; text families take seeded
+The adapters come from :func:`qua2.testing.tiny_pipelines.tiny_adapter`: the family's
+tiny denoiser (``qua2.testing.tiny_models``) with its published scheduler; text families take seeded
 random :class:`PromptEmbedding` conditions, DiT takes class ids.
 """
 
@@ -15,7 +15,7 @@ from torch import nn
 
 from qua2.errors import Qua2Error
 from qua2.models.families import PromptEmbedding
-from qua2.models.families.tiny_pipelines import TINY_PIPELINE_FAMILIES, tiny_adapter
+from qua2.testing.tiny_pipelines import TINY_PIPELINE_FAMILIES, tiny_adapter
 
 FAMILIES = TINY_PIPELINE_FAMILIES
 SEEDS = [0, 1, 0, 1]
@@ -62,6 +62,7 @@ def test_guidance_uses_the_unconditional_branch(case):
     family, adapter, images = case
     plain = adapter.generate(_conditions(adapter), SEEDS, steps=2, guidance_scale=1.0)
     if adapter.default_guidance == 1.0:  # Flux: no CFG pass by default
+        # guidance_scale=1.0 given or defaulted runs the same ops: bit-identical.
         assert torch.equal(plain, images), family
         plain = adapter.generate(_conditions(adapter), SEEDS, steps=2, guidance_scale=3.0)
     assert not torch.equal(plain, images), family
@@ -119,7 +120,7 @@ def test_prompts_need_text_encoders(family):
 @pytest.mark.parametrize("family", ["pixart-alpha", "sd15", "sd3", "hunyuan-dit"])
 def test_guidance_without_negative_or_text_encoder_is_a_clear_error(family):
     from qua2.models.families import adapter_class
-    from qua2.models.families.tiny_pipelines import tiny_scheduler
+    from qua2.testing.tiny_pipelines import tiny_scheduler
 
     bare = tiny_adapter(family)
     adapter = adapter_class(family).from_components(bare.module, tiny_scheduler(family),
@@ -143,6 +144,7 @@ def test_missing_masks_are_filled_and_mismatched_masks_rejected():
     adapter = tiny_adapter("pixart-alpha")
     full = adapter.random_embeddings(1)[0]
     unmasked = PromptEmbedding(embeds=full.embeds)
+    # The filled mask is the same all-ones tensor random_embeddings gives: the same computation.
     assert torch.equal(adapter.generate([unmasked], [0], steps=1),
                        adapter.generate([full], [0], steps=1))
     short = PromptEmbedding(embeds=full.embeds, mask=torch.ones(2, dtype=torch.long))
@@ -246,8 +248,8 @@ def _variant(family: str, tiny_family: str, **config):
     import diffusers
 
     from qua2.models.families import adapter_class
-    from qua2.models.families.tiny_pipelines import tiny_scheduler
-    from qua2.models.tiny import tiny_config
+    from qua2.testing.tiny_models import tiny_config
+    from qua2.testing.tiny_pipelines import tiny_scheduler
 
     base = tiny_adapter(family)
     torch.manual_seed(0)
@@ -277,7 +279,7 @@ def test_hunyuan_without_style_and_size_conditions():
     assert torch.isfinite(images).all()
 
 
-#: Published geometry: (family in qua2.models.tiny, latent shape, denoiser output shape).
+#: Published geometry: (family in qua2.testing.tiny_models, latent shape, denoiser output shape).
 FULL_SIZE = {
     "pixart-alpha": ("pixart", (4, 128, 128), (2, 8, 128, 128)),
     "dit": ("dit", (4, 32, 32), (2, 8, 32, 32)),
@@ -294,8 +296,8 @@ FULL_SIZE = {
 def test_full_size_architecture_on_meta_gets_published_geometry(family):
     """Default resolution and example inputs of the real models, traced on ``meta``."""
     from qua2.models.families import adapter_class
-    from qua2.models.families.tiny_pipelines import tiny_scheduler
-    from qua2.models.tiny import full_size_denoiser
+    from qua2.testing.tiny_models import full_size_denoiser
+    from qua2.testing.tiny_pipelines import tiny_scheduler
 
     tiny_family, latent_shape, out_shape = FULL_SIZE[family]
     module, _ = full_size_denoiser(tiny_family)

@@ -110,15 +110,20 @@ def test_average_bits_hand_computed(tmp_path):
         16 * (32 + 2 * (44 - 32)) / 88)
 
 
-def test_apply_is_cheap_once_memoised(built):
-    import time
-
+def test_apply_is_cheap_once_memoised(built, monkeypatch):
+    """Once preloaded, applying a config only rebinds memoised tensors: no shard is read and no
+    weight copied. (How long that takes is measured by benchmarks/bench_quant_apply.py; a wall
+    time bound here would fail on a loaded machine.)"""
     model, cache = built
     config = QuantConfig.uniform(cache.layers, QuantOption("kmeans_c", 4))
     cache.preload()
-    start = time.perf_counter()
+
+    def no_shard_reads(*args, **kwargs):
+        raise AssertionError("a preloaded cache read a shard while applying a config")
+
+    monkeypatch.setattr(cache, "quantized", no_shard_reads)
     for _ in range(20):
         with quantized(model, config, cache):
-            pass
-    per_apply = (time.perf_counter() - start) / 20
-    assert per_apply < 0.05  # generous: a few dictionary look-ups per layer
+            for layer in cache.layers:  # the memoised tensor itself, not a copy of it
+                weight = model.get_submodule(layer).weight
+                assert weight.data_ptr() == cache.dequantized(layer, "kmeans_c-w4").data_ptr()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 
 import pytest
 import torch
@@ -29,18 +28,13 @@ def test_digits_dit_cache_apply_and_export(tiny_digits_dit, tmp_path):
     config = QuantConfig({layer: QuantOption(rng.choice(SPACE.methods), rng.choice((3, 4)))
                           for layer in cache.layers})
     cache.preload(dtype=next(module.parameters()).dtype)
-    costs = []
-    for _ in range(5):
-        start = time.perf_counter()
-        with quantized(module, config, cache):
-            pass
-        costs.append(time.perf_counter() - start)
+    # How apply compares with an evaluation (< 1 % of one) is a benchmark, not a test:
+    # benchmarks/bench_quant_apply.py measures and prints it.
     with quantized(module, config, cache):
-        start = time.perf_counter()  # half of a study's evaluation: 128 images, 20 steps
-        images = adapter.generate([i % 10 for i in range(128)], list(range(128)), steps=20)
-        generate_s = time.perf_counter() - start
+        images = adapter.generate([i % 10 for i in range(16)], list(range(16)), steps=5)
     assert torch.isfinite(images).all()
-    assert sorted(costs)[2] < 0.01 * generate_s  # applying is < 1 % of an evaluation
+    fp_images = adapter.generate([i % 10 for i in range(16)], list(range(16)), steps=5)
+    assert (images - fp_images).abs().max() > 1e-3  # the config really was applied
 
     summary = bits_summary(config, cache)
     assert 3.0 < summary.layers_bits < 4.5 and summary.model_bits > summary.layers_bits
@@ -55,4 +49,7 @@ def test_digits_dit_cache_apply_and_export(tiny_digits_dit, tmp_path):
         expected = _first(module(*example.args, **example.kwargs))
     with torch.no_grad():
         got = _first(fresh(*example.args, **example.kwargs))
+    # The same dequantized weights in a fresh instance: equal up to float32 rounding if the BLAS
+    # takes another path for the other tensors (0 seen on every CPU setting tried); a wrong
+    # reload would be off by the quantization error itself (~0.2 relative).
     assert ((got - expected).norm() / expected.norm()).item() <= 1e-6

@@ -57,6 +57,9 @@ def test_reload_matches_fake_quantization(exported):
     fresh = _tiny_dit(seed=1)  # different random weights everywhere
     load_packed(fresh, summary.config_path.parent)
     out = _run(fresh)
+    # Another instance with the same weights: equal up to float32 rounding should its tensors
+    # take another kernel path (0 seen on every CPU setting tried); a wrong reload is off by
+    # the quantization error itself (0.19 relative here).
     assert ((out - fake).norm() / fake.norm()).item() <= 1e-6
 
 
@@ -65,7 +68,7 @@ def test_reload_into_a_meta_model(exported):
     skeleton = _tiny_dit(device="meta")
     load_packed(skeleton, summary.config_path.parent)
     assert not any(t.is_meta for t in skeleton.state_dict().values())
-    assert ((_run(skeleton) - fake).norm() / fake.norm()).item() <= 1e-6
+    assert ((_run(skeleton) - fake).norm() / fake.norm()).item() <= 1e-6  # as above
 
 
 def test_manifest_is_versioned_and_complete(exported):
@@ -125,7 +128,12 @@ def test_size_bound_on_an_fp16_model(tmp_path):
     load_packed(fresh, tmp_path / "out")
     x = torch.randn(4, 256).half()
     with quantized(model, config, cache):
-        assert torch.equal(fresh(x), model(x))
+        # The reload is exact: every tensor equals the fake-quantized model's, bit for bit.
+        assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(),
+                                                     model.state_dict().values()))
+        # Outputs of two instances: equal up to a few fp16 steps (2e-3 at |y| ~ 2) should
+        # another kernel path round differently (0 seen); quantization moves them by 0.34.
+        torch.testing.assert_close(fresh(x), model(x), rtol=0, atol=1e-2)
 
 
 def test_unquantized_dtype_casts_the_rest(exported, tmp_path):
@@ -171,6 +179,9 @@ def test_round_trip_with_conv_layers_and_scalar_buffers(built, make_small, tmp_p
     assert fresh.scale.item() == model.scale.item()
     x = torch.randn(2, 24)
     with quantized(model, config, cache):
-        assert torch.equal(fresh(x), model(x))
+        # Reloaded weights are bit-exact; the outputs of the two instances agree up to float32
+        # rounding (1e-5 on O(1) outputs; 0 seen) should another kernel path be taken.
+        assert torch.equal(fresh.inp.weight, model.inp.weight)
         assert torch.equal(fresh.conv.weight, model.conv.weight)
         assert torch.equal(fresh.seq.weight, model.seq.weight)
+        torch.testing.assert_close(fresh(x), model(x), rtol=1e-5, atol=1e-5)

@@ -122,6 +122,9 @@ def test_batched_tensor_version_does_not_depend_on_the_batch():
     x = sort_rows(torch.randn(256, 1152, generator=torch.Generator().manual_seed(0)) * 0.02)
     together = kmeans_tensor_centroids(x, 16)
     alone = torch.cat([kmeans_tensor_centroids(x[i : i + 1], 16) for i in range(0, 256, 16)])
+    # Bit-exact by design: a row's cuts are integers from the same per-row comparisons whatever
+    # its batch, and equal cuts give the same float64 means. (The bug this guards against moved
+    # centroids by far more than any rounding, so no tolerance would be the better test.)
     assert torch.equal(together[::16], alone)
 
 
@@ -137,5 +140,6 @@ def test_compiled_cpu_kernel_matches_the_tensor_version(k):
                    torch.distributions.StudentT(3.0).sample((40, 300)),
                    torch.rand(40, 300, generator=generator).round(decimals=1)])  # ties
     rows = sort_rows(x)
+    # Same clusters; the centroids are float64 means summed in another order by each version.
     np.testing.assert_allclose(kmeans_rows(rows.numpy(), k),
                                kmeans_tensor_centroids(rows, k).numpy(), rtol=0, atol=1e-12)

@@ -174,7 +174,7 @@ def test_qua2sedimo_composition_merges_best_variants_within_budget(finished_stud
 
 def test_verification_resumes_from_its_progress_file(finished_study, tmp_path, monkeypatch):
     """Results verified before an interruption are reused, not recomputed."""
-    from qua2.search.verify import verify
+    from qua2.search.verification import verify
     from qua2.specs import QuantConfig
     from qua2.study.option_cache import open_option_cache
 
