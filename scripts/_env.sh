@@ -18,6 +18,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
   echo "$want" > "$stamp"
 fi
-# Two busy processes on two cores slow torch ~100x when OpenMP threads spin (RESEARCH.md §6).
+# Two busy processes on two cores slow torch ~100x when OpenMP threads spin.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 export PATH="$root/.venv/bin:$PATH"

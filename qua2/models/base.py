@@ -5,7 +5,7 @@ A :class:`DenoiserAdapter` wraps a diffusers denoiser module (a ``*Transformer2D
 model inputs, how latents become images. Everything that differs between families is a small
 override (:meth:`encode_conditions`, :meth:`null_conditions`, :meth:`denoise`, :meth:`decode`);
 the sampling loop, the fixed per-seed initial noise and the list of quantizable layers are
-shared. The denoiser's own ``forward`` is never rewritten (DESIGN.md conventions).
+shared. The denoiser's own ``forward`` is never rewritten (docs/ARCHITECTURE.md, Conventions).
 
 Common random numbers: the initial noise of seed ``s`` is drawn on the CPU from
 ``torch.Generator().manual_seed(s)`` whatever the device, so the same seeds give the same

@@ -6,8 +6,8 @@
 The swap rebinds each chosen layer's ``weight.data`` to the memoised dequantized tensor of its
 option and afterwards rebinds it to the *original* tensor object, so restoring copies nothing
 and is bit-exact by construction, also when the body raises. Nothing is re-quantized and no
-forward is rewritten (DESIGN.md conventions); the cost is a dictionary lookup per layer once
-the cache's memo is warm (:meth:`OptionCache.preload`).
+forward is rewritten (docs/ARCHITECTURE.md, Conventions); the cost is a dictionary lookup
+per layer once the cache's memo is warm (:meth:`OptionCache.preload`).
 
 Average bits follow Qua²SeDiMo: ``16 × quantized bytes (codes + fp16 overheads) / FP16 bytes``
 over the quantized layers; the whole-denoiser figure counts every other parameter at 16 bits.

@@ -4,7 +4,7 @@ A :class:`Study` is a directory holding the resolved ``study.yaml`` plus the art
 stage. It loads the denoiser lazily (once per process) and defines the *common random
 numbers* of the study: the conditions and seeds of image ``i`` are fixed functions of the
 config, so every configuration is scored on exactly the same initial noise and labels as the
-full-precision reference (DESIGN.md).
+full-precision reference (docs/ARCHITECTURE.md, Conventions).
 """
 
 from __future__ import annotations

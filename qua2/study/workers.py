@@ -4,7 +4,7 @@ Workers are plain subprocesses (``python -m qua2.study.workers DIR``) that coord
 through the SQLite store: each claims one pending row at a time in a transaction, so no
 configuration is evaluated twice, and a row whose worker died is put back to pending by the
 next run. Each worker sets an explicit torch thread count: two processes with default
-OpenMP settings on two cores slow each other ~100× (RESEARCH.md §6).
+OpenMP settings on two cores slow each other ~100× (measured while building qua2).
 """
 
 from __future__ import annotations
