@@ -1,10 +1,19 @@
 """Analysis scripts that read finished (or partial) study directories and write figures and
-tables. They never load a diffusion model and never need a GPU.
+tables. They never load a diffusion model and never need a GPU. Run them from the repository
+root as modules:
 
-* ``python analysis/insights.py STUDY_DIR --out DIR`` — Qua²SeDiMo-style insight figures;
-* ``python analysis/compare_studies.py DIT_DIR UNET_DIR --out DIR`` — does "U-Nets prefer
+* ``python -m analysis.insights STUDY_DIR … --out DIR`` — Qua²SeDiMo-style insight figures;
+* ``python -m analysis.compare_studies DIT_DIR UNET_DIR --out DIR`` — does "U-Nets prefer
   uniform quantization, DiTs prefer k-means" hold? (with bootstrap intervals);
-* ``python analysis/surrogate_quality.py STUDY_DIR … --out DIR`` — ridge vs XGBoost vs GNN.
+* ``python -m analysis.surrogate_quality STUDY_DIR … --out DIR`` — ridge vs XGBoost vs GNN.
 
-See ``docs/cli.md`` for every flag.
+``python -m analysis`` lists them. The statistics and attributions they use live in the
+library (:mod:`qua2.stats`, :mod:`qua2.explain.summaries`); see ``docs/cli.md`` for every flag.
 """
+
+#: Script module → what it writes (``python -m analysis`` prints this list).
+SCRIPTS = {
+    "insights": "Qua²SeDiMo-style insight figures of one or more studies",
+    "compare_studies": "method preference (uniform vs k-means) of DiT and U-Net studies",
+    "surrogate_quality": "ridge vs XGBoost vs GNN from the studies' qua2 fit reports",
+}

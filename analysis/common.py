@@ -1,5 +1,6 @@
-"""Shared helpers of the analysis scripts: reading a study directory, bootstrap intervals,
-figures and Markdown tables.
+"""Shared helpers of the analysis scripts: reading a study directory, figures, Markdown tables
+and the command line. Statistics come from :mod:`qua2.stats`, attributions from
+:mod:`qua2.explain.summaries`.
 
 Everything here reads files a study wrote (``study.yaml``, ``study.sqlite``, ``graph.json``,
 ``reference/fp_metrics.json``, the CSV/JSON of later stages); nothing loads a model.
@@ -172,51 +173,7 @@ def open_studies(directories: Sequence[str | Path]) -> list[StudyDir]:
     return studies
 
 
-def parse_option(key: str) -> QuantOption | None:
-    """``uaq-w3`` → ``QuantOption``; ``fp`` → ``None``."""
-    return None if key == "fp" else QuantOption.parse(key)
-
-
-# --------------------------------------------------------------------------- statistics
-def bootstrap(n: int, statistic: Callable[[np.ndarray], Any], rounds: int = 2000,
-              seed: int = 0) -> np.ndarray:
-    """``statistic(indices)`` on ``rounds`` resamples (with replacement) of ``range(n)``."""
-    rng = np.random.default_rng(seed)
-    return np.asarray([statistic(rng.integers(0, n, n)) for _ in range(rounds)], dtype=float)
-
-
-def interval(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval over the first axis of bootstrap ``samples``."""
-    tail = 100 * (1 - level) / 2
-    return (np.nanpercentile(samples, tail, axis=0),
-            np.nanpercentile(samples, 100 - tail, axis=0))
-
-
-def weighted_means(sums: np.ndarray, counts: np.ndarray, rounds: int = 2000, seed: int = 0
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ratio means ``Σ sums / Σ counts`` over configs (first axis) and their bootstrap 95%
-    interval, resampling configs: ``sums`` and ``counts`` are ``[configs, cells]``."""
-    estimate = sums.sum(axis=0) / np.maximum(counts.sum(axis=0), 1e-12)
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(len(sums), np.full(len(sums), 1 / len(sums)), size=rounds)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        samples = (weights @ sums) / (weights @ counts)
-    low, high = interval(samples)
-    estimate = np.where(counts.sum(axis=0) > 0, estimate, np.nan)
-    return estimate, low, high
-
-
 # --------------------------------------------------------------------------- output
-def figure(width: float, height: float) -> Any:
-    """A constrained-layout matplotlib Figure with an Agg canvas (no pyplot state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def save(fig: Any, path: Path, written: list[Path]) -> None:
     save_figure(fig, path)
     written.append(path)

@@ -1,4 +1,4 @@
-"""Figure builders of ``analysis/compare_studies.py``: one panel per study."""
+"""Figure builders of :mod:`analysis.compare_studies`: one panel per study."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.common import figure
 from qua2.explain.colours import option_colour, role_colours
+from qua2.plots import figure_canvas
 
 
 def _panels(count: int, width: float, height: float, sharey: bool = False) -> tuple[Any, Any]:
-    fig = figure(max(width * count, 8.0), height)
+    fig = figure_canvas(max(width * count, 8.0), height)
     axes = np.atleast_1d(fig.subplots(1, count, sharey=sharey, squeeze=False)[0])
     return fig, axes
 

@@ -1,6 +1,6 @@
 """Compare studies: do U-Nets prefer uniform (scale-based) quantization and DiTs k-means?
 
-    python analysis/compare_studies.py runs/digits-dit runs/digits-unet --out analysis-out/compare
+    python -m analysis.compare_studies runs/digits-dit runs/digits-unet --out analysis-out/compare
 
 Qua²SeDiMo (Mills et al., AAAI 2025) reports that U-Net denoisers favour the uniform,
 scale-based quantizer (UAQ) and DiTs favour k-means. Three lines of evidence per study, each
@@ -8,7 +8,7 @@ with 95% bootstrap intervals, written to ``OUT/``:
 
 1. ``method_effect.png/.csv`` — a regression of the measured objective of the random configs
    on the share of layers per method, adjusted for the low-bit share (no surrogate;
-   ``analysis/method_stats.py``), pooled, per method and per bit-width;
+   :mod:`analysis.method_stats`), pooled, per method and per bit-width;
 2. ``method_share_bins.png/.csv`` — the adjusted objective in quartiles of the k-means share;
 3. ``uniform_anchors.png/.csv`` — every layer on one option (verified with CIs when the study
    has ``verification/``, else the single sampled evaluation);
@@ -26,14 +26,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make ``analysis`` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import pandas as pd
 
 from analysis import compare_figures as figs
 from analysis import method_stats as stats
-from analysis.attribution import group_importance, load_attribution, method_preference
 from analysis.common import (
     StudyDir,
     argument_parser,
@@ -46,6 +42,7 @@ from analysis.common import (
     write_csv,
 )
 from qua2.errors import Qua2Error
+from qua2.explain.summaries import group_importance, method_preference, study_explanation
 
 TRANSFORMER_FAMILIES = ("dit", "pixart", "hunyuan", "sd3", "flux")
 
@@ -67,14 +64,14 @@ def analyse(sd: StudyDir, rounds: int, seed: int) -> dict[str, Any]:
                         "comparison needs at least 10.")
     table = stats.shares(sd, random)
     y = sd.quality(random)
-    att = load_attribution(sd)
+    expl = study_explanation(sd.study)
     return {"sd": sd, "arch": architecture(sd),
             "effects": stats.effect_table(table, y, rounds, seed),
             "bins": stats.binned_residuals(table, y, rounds=rounds, seed=seed),
             "anchors": stats.anchors(sd),
-            "shap": method_preference(att, rounds, seed), "source": att.source,
-            "roles": group_importance(att, "role", rounds, seed),
-            "blocks": group_importance(att, "block", rounds, seed)}
+            "shap": method_preference(expl, rounds, seed), "source": expl.source,
+            "roles": group_importance(expl, "role", rounds, seed),
+            "blocks": group_importance(expl, "block", rounds, seed)}
 
 
 def claim(results: dict[str, dict[str, Any]]) -> str:

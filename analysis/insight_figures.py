@@ -1,4 +1,4 @@
-"""Figure builders of ``analysis/insights.py``: each takes tables and returns a Figure."""
+"""Figure builders of :mod:`analysis.insights`: each takes tables and returns a Figure."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.common import figure
 from qua2.explain.colours import option_colour, role_colours, stage_colour
+from qua2.plots import figure_canvas
+from qua2.specs import QuantOption
 
 
 def _wrap(text: str, width: int = 80) -> str:
@@ -35,7 +36,7 @@ def sensitivity_by_block(blocks: pd.DataFrame, sweep: pd.DataFrame | None, title
     """Bars per block in execution order: mean |Σ SHAP| with 95% CI; optional sweep panel."""
     blocks = blocks.sort_values("block_index")
     panels = 2 if sweep is not None and len(sweep) else 1
-    fig = figure(max(6.5, 0.45 * len(blocks) + 2.5), 3.6 * panels + 0.6)
+    fig = figure_canvas(max(6.5, 0.45 * len(blocks) + 2.5), 3.6 * panels + 0.6)
     axes = np.atleast_1d(fig.subplots(panels, 1, sharex=True))
     labels = [f"{g} [{int(i)}]" for g, i in zip(blocks["group"], blocks["block_index"])]
     colours = [stage_colour(s) for s in blocks.get("stage", ["trunk"] * len(blocks))]
@@ -67,7 +68,7 @@ def _stage_legend(ax: Any, stages: Any) -> None:
 def sensitivity_by_role(roles: pd.DataFrame, title: str, source: str) -> Any:
     """Horizontal bars per op type: total (sum of its layers) and per layer."""
     colours_of = role_colours(roles["group"])
-    fig = figure(10, 0.32 * len(roles) + 1.8)
+    fig = figure_canvas(10, 0.32 * len(roles) + 1.8)
     left, right = fig.subplots(1, 2, sharey=True)
     colours = [colours_of[g] for g in roles["group"]]
     labels = [f"{g} ({n})" for g, n in zip(roles["group"], roles["layers"])]
@@ -86,10 +87,10 @@ def option_preference_heatmap(pref: pd.DataFrame, title: str) -> Any:
     """Op types × options: mean SHAP of a layer cell (positive = better); ★ = best option
     of the op type."""
     table = pref.pivot(index="group", columns="option", values="mean_shap")
-    options = sorted(table.columns, key=lambda k: (int(k.split("-w")[1].split("-")[0]), k))
+    options = sorted(table.columns, key=lambda k: (QuantOption.parse(k).bits, k))
     table = table[options]
     limit = np.nanmax(np.abs(table.to_numpy())) or 1.0
-    fig = figure(1.25 * len(options) + 3.5, 0.38 * len(table) + 1.9)
+    fig = figure_canvas(1.25 * len(options) + 3.5, 0.38 * len(table) + 1.9)
     ax = fig.subplots()
     image = ax.imshow(table.to_numpy(), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
     ax.set_xticks(range(len(options)), options, rotation=30, ha="right")
@@ -111,7 +112,7 @@ def pareto(sampled: pd.DataFrame, verified: pd.DataFrame | None, primary: str,
            lower_is_better: bool, fp_value: float | None, title: str) -> Any:
     """Left: every sampled config (front, uniform anchors); right: verified candidates."""
     panels = 2 if verified is not None and len(verified) else 1
-    fig = figure(6.2 * panels, 4.6)
+    fig = figure_canvas(6.2 * panels, 4.6)
     axes = np.atleast_1d(fig.subplots(1, panels))
     _sampled_panel(axes[0], sampled, primary, lower_is_better, fp_value)
     if panels == 2:
@@ -141,11 +142,11 @@ def _sampled_panel(ax: Any, sampled: pd.DataFrame, primary: str, lower: bool,
     ax.plot(edge["avg_bits"], edge[primary], "-o", color="#d62728", ms=3,
             label="Pareto front (sampled)")
     for _, row in sampled[sampled["kind"] == "uniform"].iterrows():
-        option = next((c for c in row.index if c.startswith("layer:")), None)
-        key = row[option] if option else "uniform"
-        method, bits = key.rsplit("-w", 1)[0], int(key.split("-w")[1].split("-")[0])
+        column = next((c for c in row.index if c.startswith("layer:")), None)
+        key = row[column] if column else "uniform"
+        quant = QuantOption.parse(key)
         ax.scatter(row["avg_bits"], row[primary], marker="s", s=40,
-                   color=option_colour(method, bits), edgecolor="black", zorder=3)
+                   color=option_colour(quant.method, quant.bits), edgecolor="black", zorder=3)
         ax.annotate(key, (row["avg_bits"], row[primary]), fontsize=7,
                     xytext=(4, 4), textcoords="offset points")
     if fp_value is not None and np.isfinite(fp_value):

@@ -1,6 +1,6 @@
 """Qua²SeDiMo-style insight figures and tables for one study (or each of several).
 
-    python analysis/insights.py runs/digits-dit --out analysis-out/insights
+    python -m analysis.insights runs/digits-dit --out analysis-out/insights
 
 Per study, in ``OUT/<study name>/``:
 
@@ -16,8 +16,8 @@ Per study, in ``OUT/<study name>/``:
 
 SHAP values come from ``explain/<kind>/shap_values.csv`` when ``qua2 explain`` has run, else
 from the surrogate ``qua2 fit`` saved, else from a ridge fitted in memory
-(``analysis/attribution.py``); verified picks from ``verification/table.csv``. No model is
-loaded.
+(:func:`qua2.explain.summaries.study_explanation`); verified picks from
+``verification/table.csv``. No diffusion model is loaded.
 """
 
 from __future__ import annotations
@@ -27,18 +27,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make ``analysis`` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import pandas as pd
 
 from analysis import insight_figures as figs
-from analysis.attribution import (
-    Attribution,
-    group_importance,
-    load_attribution,
-    option_preference,
-)
 from analysis.common import (
     StudyDir,
     argument_parser,
@@ -49,6 +40,12 @@ from analysis.common import (
     run_main,
     save,
     write_csv,
+)
+from qua2.explain.summaries import (
+    StudyExplanation,
+    group_importance,
+    option_preference_intervals,
+    study_explanation,
 )
 
 
@@ -93,17 +90,17 @@ def analyse(sd: StudyDir, out: Path, rounds: int, seed: int, surrogate: str | No
             ) -> list[Path]:
     """Every figure, table and summary of one study into ``out``."""
     written: list[Path] = []
-    att = load_attribution(sd, surrogate)
+    expl = study_explanation(sd.study, surrogate)
     title = sd.describe()
-    blocks = group_importance(att, "block", rounds, seed)
-    roles = group_importance(att, "role", rounds, seed)
-    pref = option_preference(att, "role", rounds, seed)
+    blocks = group_importance(expl, "block", rounds, seed)
+    roles = group_importance(expl, "role", rounds, seed)
+    pref = option_preference_intervals(expl, "role", rounds, seed)
     sweep = sweep_by_block(sd)
-    save(figs.sensitivity_by_block(blocks, sweep, title, _short(att)),
+    save(figs.sensitivity_by_block(blocks, sweep, title, _short(expl)),
          out / "sensitivity_by_block.png", written)
     merged = blocks if sweep is None else blocks.merge(sweep, on="group", how="left")
     write_csv(merged, out / "sensitivity_by_block.csv", written)
-    save(figs.sensitivity_by_role(roles, title, _short(att)),
+    save(figs.sensitivity_by_role(roles, title, _short(expl)),
          out / "sensitivity_by_op_type.png", written)
     write_csv(roles, out / "sensitivity_by_op_type.csv", written)
     save(figs.option_preference_heatmap(pref, title), out / "option_preference.png", written)
@@ -115,35 +112,35 @@ def analyse(sd: StudyDir, out: Path, rounds: int, seed: int, surrogate: str | No
          out / "pareto.png", written)
     pareto_rows = figs.front(sampled, sd.primary, sd.lower_is_better)
     write_csv(pareto_rows[["id", "kind", "avg_bits", sd.primary]], out / "pareto.csv", written)
-    summary = _summary(sd, att, blocks, roles, pref, verified)
+    summary = _summary(sd, expl, blocks, roles, pref, verified)
     (out / "insights.json").write_text(json.dumps(summary, indent=1, default=_json))
-    (out / "insights.md").write_text(_markdown(sd, att, blocks, roles, pref, verified))
+    (out / "insights.md").write_text(_markdown(sd, expl, blocks, roles, pref, verified))
     written += [out / "insights.json", out / "insights.md"]
     return written
 
 
-def _short(att: Attribution) -> str:
-    return f"SHAP of {att.target}: {att.source}"
+def _short(expl: StudyExplanation) -> str:
+    return f"SHAP of {expl.target}: {expl.source}"
 
 
 def _json(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else str(value)
 
 
-def _summary(sd: StudyDir, att: Attribution, blocks: pd.DataFrame, roles: pd.DataFrame,
+def _summary(sd: StudyDir, expl: StudyExplanation, blocks: pd.DataFrame, roles: pd.DataFrame,
              pref: pd.DataFrame, verified: pd.DataFrame | None) -> dict[str, Any]:
     def top(frame: pd.DataFrame) -> list[dict[str, Any]]:
         return frame.head(5)[["group", "mean_abs_shap", "lo", "hi"]].to_dict("records")
 
     return {"study": str(sd.directory), "name": sd.name, "partial": sd.partial,
-            "counts": sd.frame["kind"].value_counts().to_dict(), "source": att.source,
-            "target": att.target, "configs_explained": len(att.values),
+            "counts": sd.frame["kind"].value_counts().to_dict(), "source": expl.source,
+            "target": expl.target, "configs_explained": len(expl.values),
             "top_blocks": top(blocks), "top_op_types": top(roles),
             "preferred": preferred_options(pref).to_dict("records"),
             "verified": None if verified is None else len(verified)}
 
 
-def _markdown(sd: StudyDir, att: Attribution, blocks: pd.DataFrame, roles: pd.DataFrame,
+def _markdown(sd: StudyDir, expl: StudyExplanation, blocks: pd.DataFrame, roles: pd.DataFrame,
               pref: pd.DataFrame, verified: pd.DataFrame | None) -> str:
     def ranked(frame: pd.DataFrame) -> str:
         shown = frame.head(8).assign(**{
@@ -158,8 +155,8 @@ def _markdown(sd: StudyDir, att: Attribution, blocks: pd.DataFrame, roles: pd.Da
     if len(sd.done("sweep")) and not sd.sweep_complete:
         lines += ["The one-at-a-time sweep is incomplete, so its measured loss is not shown.",
                   ""]
-    lines += [f"SHAP values of `{att.target}` (positive = better) on {len(att.values)} random "
-              f"configs; source: {att.source}. Intervals: bootstrap 95% over the explained "
+    lines += [f"SHAP values of `{expl.target}` (positive = better) on {len(expl.values)} random "
+              f"configs; source: {expl.source}. Intervals: bootstrap 95% over the explained "
               "configs, *conditional on the fitted surrogate* (they do not include the "
               "surrogate's own fitting error, so narrow intervals are not significance).", "",
               "## Most sensitive op types", "", ranked(roles), "",

@@ -22,7 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.common import StudyDir, bootstrap, interval
+from analysis.common import StudyDir
+from qua2.errors import Qua2Error
+from qua2.specs import QuantOption
+from qua2.stats import bootstrap, percentile_interval
 
 UNIFORM = "uaq"
 STEP = 0.10  # effects are reported per 10 percentage points of layers moved
@@ -46,6 +49,14 @@ def shares(sd: StudyDir, rows: pd.DataFrame) -> pd.DataFrame:
     frame["kmeans"] = frame[kmeans].sum(axis=1) if kmeans else 0.0
     frame["avg_bits"] = rows["avg_bits"].to_numpy(float)
     return frame
+
+
+def _option(column: str) -> QuantOption | None:
+    """The option a share column names (``uaq-w4``), or ``None`` (``uaq``, ``low`` …)."""
+    try:
+        return QuantOption.parse(column)
+    except Qua2Error:
+        return None
 
 
 def _lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -85,16 +96,19 @@ def _contrasts(table: pd.DataFrame) -> list[Regression]:
                                                  "kmeans")]))
         out.append((["kmeans"], "bits", [Contrast(EQUAL_BITS, "kmeans", "all", "kmeans")]))
     out.append((methods, "low", [Contrast(f"{m} vs uaq", m, "all", m) for m in methods]))
-    options = [c for c in table.columns if "-w" in c]
-    reference = max((o for o in options if o.startswith(UNIFORM + "-w")), default=None)
+    parsed = {c: o for c in table.columns if (o := _option(c)) is not None}
+    options = list(parsed)
+    reference = max((k for k, o in parsed.items() if o.method == UNIFORM), default=None)
     if reference is not None:
         contrasts = []
-        for option in options:
-            method, bits = option.rsplit("-w", 1)
-            base = f"{UNIFORM}-w{bits}"
-            if method != UNIFORM:
-                contrasts.append(Contrast(f"{method} vs uaq @ {bits} bits", method, bits,
-                                          option, None if base == reference else base))
+        for option, quant in parsed.items():
+            bits = str(quant.bits)
+            base = QuantOption(UNIFORM, quant.bits).key
+            if quant.method != UNIFORM:
+                group = f" (g{quant.group_size})" if quant.group_size else ""
+                contrasts.append(Contrast(f"{quant.method} vs uaq @ {bits} bits{group}",
+                                          quant.method, bits, option,
+                                          None if base == reference else base))
         out.append(([o for o in options if o != reference], None, contrasts))
     return out
 
@@ -117,7 +131,7 @@ def effect_table(table: pd.DataFrame, y: np.ndarray, rounds: int = 2000, seed: i
             def pick(coef: np.ndarray, i: int = i, j: int | None = j) -> np.ndarray:
                 return coef[..., i] - (coef[..., j] if j is not None else 0.0)
 
-            low, high = interval(pick(samples) * STEP)
+            low, high = percentile_interval(pick(samples) * STEP)
             rows.append({"contrast": c.label, "method": c.method, "bits": c.bits,
                          "effect": float(pick(full)) * STEP, "lo": float(low),
                          "hi": float(high), "n": len(y)})
@@ -140,7 +154,7 @@ def binned_residuals(table: pd.DataFrame, y: np.ndarray, bins: int = 4, rounds: 
         if not len(values):
             continue
         samples = bootstrap(len(values), lambda i, v=values: v[i].mean(), rounds, seed)
-        low, high = interval(samples)
+        low, high = percentile_interval(samples)
         rows.append({"bin": b, "share_lo": edges[b], "share_hi": edges[b + 1],
                      "share_mean": float(share[which == b].mean()),
                      "residual": float(values.mean()), "lo": float(low), "hi": float(high),
@@ -166,8 +180,9 @@ def anchors(sd: StudyDir) -> pd.DataFrame:
                               "avg_bits": rows["avg_bits"].to_numpy(),
                               "value": rows[primary].to_numpy(float), "lo": np.nan,
                               "hi": np.nan, "source": "sampled"})
-    frame["method"] = frame["option"].str.rsplit("-w", n=1).str[0]
-    frame["bits"] = frame["option"].str.extract(r"-w(\d+)")[0].astype(int)
+    parsed = [QuantOption.parse(option) for option in frame["option"]]
+    frame["method"] = [option.method for option in parsed]
+    frame["bits"] = np.array([option.bits for option in parsed], dtype=int)
     return frame.sort_values(["bits", "method"]).reset_index(drop=True)
 
 

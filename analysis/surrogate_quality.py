@@ -1,6 +1,6 @@
 """Surrogate quality across studies: ridge vs XGBoost vs GNN (ρ, τ, learning curves).
 
-    python analysis/surrogate_quality.py runs/digits-dit runs/digits-unet --out out/surrogates
+    python -m analysis.surrogate_quality runs/digits-dit runs/digits-unet --out out/surrogates
 
 Reads what ``qua2 fit`` wrote in each study (``surrogates/cv_report.json``,
 ``oof_predictions.csv``, ``learning_curve.csv``) and writes to ``OUT/``:
@@ -22,19 +22,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make ``analysis`` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 import pandas as pd
 
 from analysis.common import (
     StudyDir,
     argument_parser,
-    bootstrap,
     ci,
-    figure,
-    interval,
     markdown_table,
     open_studies,
     report_written,
@@ -42,6 +36,8 @@ from analysis.common import (
     save,
     write_csv,
 )
+from qua2.plots import figure_canvas
+from qua2.stats import bootstrap, percentile_interval
 
 ORDER = ("ridge", "xgb", "gnn")
 COLOURS = {"ridge": "#7f7f7f", "xgb": "#1f77b4", "gnn": "#d62728"}
@@ -58,7 +54,7 @@ def pooled(oof: pd.DataFrame, rounds: int, seed: int) -> dict[str, float]:
 
     rho, tau = both(np.arange(len(y)))
     samples = bootstrap(len(y), both, rounds, seed)
-    low, high = interval(samples)
+    low, high = percentile_interval(samples)
     return {"pooled_rho": rho, "pooled_rho_lo": low[0], "pooled_rho_hi": high[0],
             "pooled_tau": tau, "pooled_tau_lo": low[1], "pooled_tau_hi": high[1]}
 
@@ -80,7 +76,7 @@ def versus(oof: pd.DataFrame, kind: str, reference: str, rounds: int, seed: int
     def delta(index: np.ndarray) -> float:
         return spearmanr(y[index], a[index])[0] - spearmanr(y[index], b[index])[0]
 
-    low, high = interval(bootstrap(len(y), delta, rounds, seed))
+    low, high = percentile_interval(bootstrap(len(y), delta, rounds, seed))
     return {"delta_rho": delta(np.arange(len(y))), "delta_rho_lo": float(low),
             "delta_rho_hi": float(high), "delta_vs": reference}
 
@@ -120,7 +116,7 @@ def rank_figure(table: pd.DataFrame) -> Any:
     studies = list(dict.fromkeys(table["study"]))
     kinds = [k for k in ORDER if k in set(table["surrogate"])] + \
         sorted(set(table["surrogate"]) - set(ORDER))
-    fig = figure(max(8.0, 2.6 * len(studies) + 3), 3.8)
+    fig = figure_canvas(max(8.0, 2.6 * len(studies) + 3), 3.8)
     axes = fig.subplots(1, 2)
     width = 0.8 / len(kinds)
     for ax, metric, label in ((axes[0], "spearman", "Spearman ρ"),
@@ -153,7 +149,7 @@ def _label(table: pd.DataFrame, study: str) -> str:
 def curve_figure(frame: pd.DataFrame, table: pd.DataFrame) -> Any:
     """Held-out ρ vs training configs per surrogate, one panel per study."""
     studies = list(dict.fromkeys(table["study"]))
-    fig = figure(4.6 * len(studies), 3.8)
+    fig = figure_canvas(4.6 * len(studies), 3.8)
     axes = np.atleast_1d(fig.subplots(1, len(studies), sharey=True, squeeze=False)[0])
     for ax, study in zip(axes, studies):
         part = frame[frame["study"] == study] if len(frame) else frame

@@ -16,24 +16,31 @@ Design (paired, common random numbers):
   calibration, Qua²SeDiMo) is reported alongside;
 * every configuration generates the same ``--images`` images (seeds 0…N-1, labels i mod 10,
   DDIM 20 steps) as the FP model; score = PSNR vs the FP image of the same seed (paired), plus
-  digits-FID and class accuracy from ``qua2.metrics`` (distribution metrics, noisier);
+  digits-FID and class accuracy (distribution metrics, noisier);
 * ``--calib-seeds`` repeat each calibration with fresh calibration samples, so the spread due
   to the calibration draw is visible next to the difference between methods.
+
+Everything is library code: weights are quantized with :func:`qua2.quant.quantized` from an
+option cache, activations with :mod:`qua2.activations`, images come from the adapter's
+``generate`` with the FP run's noise, and they are scored by :mod:`qua2.study.scoring` (digits
+suite) and :func:`qua2.metrics.fidelity.psnr_per_image`; figures are :mod:`qua2.plots` figures.
 
 Usage::
 
     OMP_WAIT_POLICY=PASSIVE python experiments/calibration/run.py --out runs/calibration
+    python experiments/calibration/run.py --dry-run          # the evaluations, nothing run
     python experiments/calibration/run.py --summarise runs/calibration \
         --publish experiments/calibration/results
 
 Writes ``rows.csv`` (one row per model × setting × method × calibration seed, with per-image
-PSNRs in ``per_image.safetensors``), ``summary.md`` and ``calibration.png``.
+PSNRs in ``<model>-psnr.safetensors``), ``summary.md`` and ``calibration.png``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -46,6 +53,20 @@ import torch
 SETTINGS = {"W16A8": (None, 8), "W16A6": (None, 6), "W8A8": (8, 8), "W4A8": (4, 8),
             "W4A6": (4, 6)}
 METHODS = ("ndtc", "single_step", "uniform", "real")
+#: Rows that need no calibration: the FP model, weights alone, dynamic activations.
+UNCALIBRATED = ("fp", "weights-only", "dynamic")
+
+
+# ---------------------------------------------------------------------------------- plan
+def plan(args: argparse.Namespace) -> list[tuple[str, str, int]]:
+    """``(setting, method, calibration seed)`` of every evaluation of one model, in order."""
+    steps = [("FP", "fp", 0)]
+    for setting in args.settings:
+        if SETTINGS[setting][0] is not None:
+            steps.append((setting, "weights-only", 0))
+        steps.append((setting, "dynamic", 0))
+        steps += [(setting, method, seed) for seed in args.calib_seeds for method in args.methods]
+    return steps
 
 
 # ---------------------------------------------------------------------------------- weights
@@ -69,26 +90,14 @@ def weight_quantization(adapter: Any, cache: Any, bits: int) -> Iterator[None]:
         yield
 
 
-# ---------------------------------------------------------------------------------- scoring
-def psnr_per_image(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """PSNR (dB) of every image vs its FP counterpart; images in [-1, 1] (peak-to-peak 2)."""
-    mse = (images - reference).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-    return 10 * torch.log10(4.0 / mse)
+# ---------------------------------------------------------------------------------- activations
+def activations(adapter: Any, method: str, bits: int, keep: Sequence[str], labels: list[int],
+                seed: int, args: argparse.Namespace, cache: Path) -> Any:
+    """Dynamic per-token activations (``dynamic``) or static ranges calibrated by ``method``."""
+    from qua2.activations import ActivationSetting, PreparedActivations, prepare_activations
 
-
-def distribution_metrics(images: torch.Tensor, labels: list[int]) -> dict[str, float]:
-    """digits-FID (vs all 1797 real digits) and class accuracy from qua2.metrics."""
-    from qua2.metrics.suite import score_images
-
-    scores = score_images(images, labels)
-    return {k: scores[k] for k in ("digits_fid", "class_accuracy")}
-
-
-# ---------------------------------------------------------------------------------- running
-def _calibration(adapter: Any, method: str, bits: int, keep: Sequence[str], labels: list[int],
-                 seed: int, args: argparse.Namespace, cache: Path) -> Any:
-    from qua2.activations import ActivationSetting, prepare_activations
-
+    if method == "dynamic":
+        return PreparedActivations(ActivationSetting(bits=bits, keep_fp=tuple(keep)))
     setting = ActivationSetting(bits=bits, mode="static", calibration=method,
                                 calibration_size=args.size, keep_fp=tuple(keep))
     real, conditions = None, labels
@@ -106,67 +115,81 @@ def _real_digits() -> tuple[torch.Tensor, list[int]]:
     return images, labels.tolist()
 
 
-def _generate(adapter: Any, labels: list[int], seeds: list[int], noise: torch.Tensor,
-              steps: int, weights: tuple[Any, int | None], acts: Any) -> torch.Tensor:
-    cache, wbits = weights
-    wctx = weight_quantization(adapter, cache, wbits) if wbits else nullcontext()
+# ---------------------------------------------------------------------------------- running
+def generate(adapter: Any, reference: Any, steps: int, weights: tuple[Any, int] | None = None,
+             acts: Any = None) -> torch.Tensor:
+    """The reference's seeds and labels generated from its noise, with quantized weights
+    (``(cache, bits)``) and/or activations (a ``PreparedActivations``)."""
+    wctx = weight_quantization(adapter, *weights) if weights is not None else nullcontext()
     actx = acts.apply(adapter.module) if acts is not None else nullcontext()
     with actx, wctx:  # activations outside: the BOS snapshot (unused here) would stay FP
-        return adapter.generate(labels, seeds, steps=steps, noise=noise)
+        return adapter.generate(list(reference.conditions), reference.seeds, steps=steps,
+                                noise=reference.noise)
 
 
-def run_model(name: str, args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
-    from qua2.activations import ActivationSetting, PreparedActivations, first_last_layers
-    from qua2.models import load_model
+def digits_scorer() -> Any:
+    """The digits metric suite behind a study scorer (class-conditioned)."""
+    from qua2.metrics.suite import MetricSuite
+    from qua2.study.scoring import Scorer
 
-    adapter = load_model(name)
+    return Scorer(MetricSuite.for_digits(), "class")
+
+
+def score(scorer: Any, images: torch.Tensor, reference: Any) -> tuple[dict[str, float],
+                                                                       torch.Tensor]:
+    """digits-FID and class accuracy, and the PSNR of every image vs its FP twin."""
+    from qua2.metrics.fidelity import psnr_per_image
+
+    metrics = scorer.score(images, reference)
+    return ({k: metrics[k] for k in ("digits_fid", "class_accuracy")},
+            psnr_per_image(images, reference.images))
+
+
+def run_model(adapter: Any, name: str, args: argparse.Namespace, out: Path,
+              scorer: Any = None) -> list[dict[str, Any]]:
+    """Every evaluation of :func:`plan` on one model; per-image PSNRs to ``out``."""
+    from safetensors.torch import save_file
+
+    from qua2.activations import first_last_layers
+    from qua2.study.reference import Reference
+
+    scorer = scorer or digits_scorer()
     seeds = list(range(args.images))
     labels = [s % 10 for s in seeds]
     noise = adapter.initial_noise(seeds)
-    fp = adapter.generate(labels, seeds, steps=args.steps, noise=noise)
+    reference = Reference(adapter.generate(labels, seeds, steps=args.steps, noise=noise), noise,
+                          seeds, labels)
     keep = first_last_layers(adapter.module, adapter.example_inputs(2))
     cache = out / "cache" / name
     wcache = weight_cache(adapter, cache / "weights")
     rows, per_image = [], {}
-
-    def score(setting: str, method: str, seed: int, images: torch.Tensor, t0: float) -> None:
-        psnr = psnr_per_image(images, fp)
+    for setting, method, seed in plan(args):
+        t0 = time.time()
+        if method == "fp":
+            images = reference.images
+        else:
+            wbits, abits = SETTINGS[setting]
+            weights = (wcache, wbits) if wbits is not None else None
+            acts = None if method == "weights-only" else \
+                activations(adapter, method, abits, keep, labels, seed, args, cache)
+            images = generate(adapter, reference, args.steps, weights, acts)
+        metrics, psnr = score(scorer, images, reference)
         per_image[f"{setting}/{method}/{seed}"] = psnr
         rows.append({"model": name, "setting": setting, "method": method, "calib_seed": seed,
                      "psnr": float(psnr.mean()), "psnr_se": float(psnr.std() / len(psnr) ** .5),
-                     **distribution_metrics(images, labels),
-                     "seconds": round(time.time() - t0, 2), "keep_fp": ",".join(keep)})
+                     **metrics, "seconds": round(time.time() - t0, 2), "keep_fp": ",".join(keep)})
         print(json.dumps(rows[-1]), flush=True)
-
-    score("FP", "fp", 0, fp, time.time())
-    for setting in args.settings:
-        wbits, abits = SETTINGS[setting]
-        t0 = time.time()
-        weights = (wcache, wbits)
-        if wbits is not None:
-            score(setting, "weights-only", 0,
-                  _generate(adapter, labels, seeds, noise, args.steps, weights, None), t0)
-        dynamic = PreparedActivations(ActivationSetting(bits=abits, keep_fp=tuple(keep)))
-        t0 = time.time()
-        score(setting, "dynamic", 0,
-              _generate(adapter, labels, seeds, noise, args.steps, weights, dynamic), t0)
-        for seed in args.calib_seeds:
-            for method in args.methods:
-                t0 = time.time()
-                acts = _calibration(adapter, method, abits, keep, labels, seed, args, cache)
-                images = _generate(adapter, labels, seeds, noise, args.steps, weights, acts)
-                score(setting, method, seed, images, t0)
-    from safetensors.torch import save_file
-
     save_file({k: v.contiguous() for k, v in per_image.items()}, out / f"{name}-psnr.safetensors")
     return rows
 
 
 # ---------------------------------------------------------------------------------- summary
-def summarise(run_dir: Path, publish: Path | None) -> None:
-    """Table (mean ± paired s.e.) and figure from a finished run directory."""
+def summarise(run_dir: Path, publish: Path | None) -> str:
+    """Table (mean ± paired s.e.) and figure from a finished run directory; returns the table."""
     import pandas as pd
     from safetensors.torch import load_file
+
+    from qua2.plots import save_figure
 
     rows = pd.read_csv(run_dir / "rows.csv")
     lines = ["| model | setting | method | PSNR vs FP (dB), mean over calib seeds "
@@ -180,14 +203,13 @@ def summarise(run_dir: Path, publish: Path | None) -> None:
                 lines.append(_summary_line(model, setting, method, part, per_image))
     text = "\n".join(lines) + "\n"
     (run_dir / "summary.md").write_text(text)
-    print(text)
-    figure = _figure(rows)
-    figure.savefig(run_dir / "calibration.png", dpi=120, bbox_inches="tight")
+    figure = save_figure(calibration_figure(rows), run_dir / "calibration.png")
     if publish is not None:
         publish.mkdir(parents=True, exist_ok=True)
         (publish / "summary.md").write_text(text)
         rows.to_csv(publish / "rows.csv", index=False)
-        figure.savefig(publish / "calibration.png", dpi=120, bbox_inches="tight")
+        shutil.copyfile(figure, publish / "calibration.png")
+    return text
 
 
 def _summary_line(model: str, setting: str, method: str, part: Any,
@@ -206,14 +228,13 @@ def _summary_line(model: str, setting: str, method: str, part: Any,
             f"| {part['digits_fid'].mean():.2f} | {part['class_accuracy'].mean():.3f} |")
 
 
-def _figure(rows: Any) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def calibration_figure(rows: Any) -> Any:
+    """PSNR vs FP per setting and method (bars: mean; whiskers: calibration-seed range)."""
+    from qua2.plots import figure_canvas
 
     models = list(dict.fromkeys(rows["model"]))
-    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
+    fig = figure_canvas(6 * len(models), 4)
+    axes = fig.subplots(1, len(models), squeeze=False)
     methods = ["weights-only", "dynamic", *METHODS]
     for ax, model in zip(axes[0], models):
         sub = rows[rows["model"] == model]
@@ -234,8 +255,9 @@ def _figure(rows: Any) -> Any:
     return fig
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+# ---------------------------------------------------------------------------------- command line
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/calibration"))
     parser.add_argument("--models", nargs="+", default=["digits-dit", "digits-unet"])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
@@ -247,20 +269,39 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--summarise", type=Path, help="only summarise this run directory")
     parser.add_argument("--publish", type=Path, help="also copy table/figure/rows here")
-    args = parser.parse_args()
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the evaluations of every model; load and write nothing")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.dry_run:
+        evaluations = plan(args)
+        for name in args.models:
+            for setting, method, seed in evaluations:
+                suffix = "" if method in UNCALIBRATED else f" (calibration seed {seed})"
+                print(f"{name} {setting} {method}{suffix}")
+        print(f"{len(evaluations) * len(args.models)} evaluations of {args.images} images "
+              f"each → {args.out}")
+        return 0
     torch.set_num_threads(args.threads)
     if args.summarise is not None:
-        summarise(args.summarise, args.publish)
-        return
+        print(summarise(args.summarise, args.publish))
+        return 0
     import pandas as pd
 
+    from qua2.models import load_model
+
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    scorer = digits_scorer()
     for name in args.models:
-        rows += run_model(name, args, args.out)
+        rows += run_model(load_model(name), name, args, args.out, scorer)
         pd.DataFrame(rows).to_csv(args.out / "rows.csv", index=False)
-    summarise(args.out, args.publish)
+    print(summarise(args.out, args.publish))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -25,6 +25,10 @@ _EXPORTS = {
     "quantifiable_sensitivity": "qua2.explain.subgraphs",
     "explain_study": "qua2.explain.stage", "ExplainOptions": "qua2.explain.stage",
     "stage_explain": "qua2.explain.stage",
+    "StudyExplanation": "qua2.explain.summaries", "study_explanation": "qua2.explain.summaries",
+    "group_importance": "qua2.explain.summaries",
+    "option_preference_intervals": "qua2.explain.summaries",
+    "method_preference": "qua2.explain.summaries",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,5 +1,5 @@
 """The analysis scripts on synthetic studies whose true sensitivities and method preferences
-are known (``qua2.surrogates.synthetic``: attention prefers kmeans_c, feed-forwards uaq,
+are known (``qua2.testing.synthetic_study``: attention prefers kmeans_c, feed-forwards uaq,
 kmeans_a is worst everywhere; the patch layers are the most sensitive)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from analysis import compare_studies, insights, method_stats, surrogate_quality
-from analysis.attribution import group_importance, load_attribution, option_preference
 from analysis.common import StudyDir
+from qua2.explain.summaries import group_importance, option_preference_intervals, study_explanation
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,17 +44,18 @@ def test_a_partial_sweep_is_labelled_and_not_plotted(sd):
 
 
 def test_attribution_without_fit_uses_an_in_memory_ridge(sd):
-    att = load_attribution(sd)
-    assert "ridge fitted in memory" in att.source
-    assert att.values.shape == (160, len(sd.layers))
-    roles = group_importance(att, "role", rounds=200)
+    expl = study_explanation(sd.study)
+    assert "ridge fitted in memory" in expl.source
+    assert expl.values.shape == (160, len(sd.layers))
+    assert list(expl.labels.index) == expl.layers
+    roles = group_importance(expl, "role", rounds=200)
     assert roles["group"].iloc[0] in ("patch_out", "patch_in")
     assert (roles["lo"] <= roles["mean_abs_shap"]).all()
     assert (roles["mean_abs_shap"] <= roles["hi"]).all()
 
 
 def test_option_preference_recovers_the_known_method_preferences(sd):
-    pref = option_preference(load_attribution(sd), "component", rounds=200)
+    pref = option_preference_intervals(study_explanation(sd.study), "component", rounds=200)
     best = pref[pref["bits"] == 3].sort_values("mean_shap").groupby("group").last()["method"]
     assert best["self_attn"] == "kmeans_c"
     assert best["ff"] == "uaq"
@@ -97,9 +98,16 @@ def test_insights_writes_figures_tables_and_summary(sd, synthetic_dir, tmp_path,
 
 
 def test_insights_prefer_the_explain_csv_when_it_exists(fitted_dir):
-    att = load_attribution(StudyDir.open(fitted_dir))
-    assert att.source.startswith("explain/ridge/shap_values.csv")
-    fitted = load_attribution(StudyDir.open(fitted_dir), "xgb")  # fitted, not explained
+    study = StudyDir.open(fitted_dir).study
+    expl = study_explanation(study)
+    assert expl.source.startswith("explain/ridge/shap_values.csv")
+    saved = pd.read_csv(fitted_dir / "explain" / "ridge" / "shap_values.csv", index_col="id")
+    assert expl.ids == list(saved.index) and expl.layers == list(saved.columns)
+    assert (expl.values == saved.to_numpy()).all()  # objective: higher is better, not flipped
+    keys = expl.explanation.option_keys()
+    assert keys.shape == saved.shape and set(keys.ravel()) <= {o.key for o in
+                                                               expl.explanation.options}
+    fitted = study_explanation(study, "xgb")  # fitted, not explained
     assert fitted.source.startswith("surrogates/xgb")
 
 
@@ -163,7 +171,7 @@ def test_surrogate_quality_from_the_fit_reports(fitted_dir, synthetic_dir, tmp_p
 def test_too_few_configs_or_an_unexplained_surrogate_is_one_clear_error(tmp_path, monkeypatch,
                                                                         capsys, synthetic_dir):
     from analysis.common import run_main
-    from qua2.surrogates.synthetic import make_synthetic_study
+    from qua2.testing.synthetic_study import make_synthetic_study
 
     study, _ = make_synthetic_study(tmp_path / "tiny", n_random=5, n_blocks=1, sweep=False)
     monkeypatch.setattr(sys, "argv", ["insights.py", str(study.directory), "--out",
@@ -176,9 +184,21 @@ def test_too_few_configs_or_an_unexplained_surrogate_is_one_clear_error(tmp_path
     assert "qua2 explain" in capsys.readouterr().err
 
 
-def test_surrogate_quality_script_runs_standalone_and_fails_clearly(synthetic_dir, tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "analysis" / "surrogate_quality.py"),
+def test_surrogate_quality_runs_as_a_module_and_fails_clearly(synthetic_dir, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "analysis.surrogate_quality",
                              str(synthetic_dir), "--out", str(tmp_path)],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 2
     assert "none of the studies has been fitted" in result.stderr
+
+
+def test_python_m_analysis_lists_and_dispatches_the_scripts(tmp_path, capsys):
+    from analysis import SCRIPTS
+    from analysis.__main__ import main
+
+    assert main([]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in SCRIPTS)
+    assert main(["nope"]) == 2 and "unknown analysis script" in capsys.readouterr().err
+    assert main(["surrogate_quality", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
+    assert "error:" in capsys.readouterr().err  # a Qua2Error: one line, exit code 2

@@ -109,3 +109,20 @@ def test_pareto_colours_tell_qua2_picks_from_the_qua2sedimo_baseline():
     assert _colour("qua2-1") == _colour("qua2-2") == COLOURS["qua2"]
     assert _colour("qua2sedimo") == COLOURS["qua2sedimo"] != COLOURS["qua2"]
     assert _colour("random-3") == COLOURS["random"]
+
+
+def test_stats_helpers_leave_out_or_keep_nan_draws_and_are_seeded():
+    from qua2.stats import bootstrap, paired_interval, percentile_interval, ratio_means
+
+    draws = np.array([1.0, 2.0, np.nan, 3.0])
+    low, high = percentile_interval(draws)  # an undefined resample is left out
+    assert 1.0 <= low < high <= 3.0
+    assert np.isnan(percentile_interval(draws, omit_nan=False)).all()
+    a, b = np.array([5.0, 6.0, 7.0]), np.array([1.0, 2.0, 3.0])
+    assert paired_interval(a, b, 4.0) == (4.0, 4.0, 4.0)  # the shared noise cancels exactly
+    assert paired_interval(a, b, 3.0, shift_bias=True) == (3.0, 3.0, 3.0)
+    estimate, low, high = ratio_means(np.array([[1.0], [3.0]]), np.array([[1.0], [1.0]]),
+                                      rounds=50)
+    assert estimate[0] == 2.0 and 1.0 <= low[0] <= high[0] <= 3.0
+    first = bootstrap(5, lambda i: i.sum(), rounds=10, seed=3)
+    assert first.shape == (10,) and np.array_equal(first, bootstrap(5, lambda i: i.sum(), 10, 3))
