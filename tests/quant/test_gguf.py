@@ -30,20 +30,42 @@ CODE_BITS = {"q8_0": 8, "q5_0": 5, "q5_1": 5, "q4_0": 4, "q4_1": 4, "iq4_nl": 4,
              "q2_k": 2, "q3_k": 3, "q4_k": 4, "q5_k": 5, "q6_k": 6}
 
 
-def _student_t2(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
-    """Student-t with 2 degrees of freedom: z / sqrt(χ²₂ / 2)."""
-    z = torch.randn(shape, generator=g)
-    chi2 = torch.randn(shape, generator=g) ** 2 + torch.randn(shape, generator=g) ** 2
-    return z / torch.sqrt(chi2 / 2)
+# Test weights come from integer hashing and IEEE float64 arithmetic (+, ×, /, sqrt) only, so
+# they are bit-identical on every CPU (torch.randn is not: its vectorised paths differ between
+# instruction sets), and so are the errors compared against fixed bounds below.
+
+
+def _uniform(count: int, stream: int) -> np.ndarray:
+    """splitmix64 → uniform [0, 1) float64: integer arithmetic only, the same on every platform."""
+    with np.errstate(over="ignore"):
+        z = np.arange(count, dtype=np.uint64) + np.uint64(stream << 32)
+        z = z * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def _normal(shape: tuple[int, ...], stream: int) -> torch.Tensor:
+    """≈ N(0, 1): Irwin-Hall, the sum of 12 uniforms minus 6."""
+    n = math.prod(shape)
+    x = sum(_uniform(n, 100 * stream + i) for i in range(12)) - 6.0
+    return torch.from_numpy(x.reshape(shape).astype(np.float32))
+
+
+def _student_t2(shape: tuple[int, ...], stream: int) -> torch.Tensor:
+    """Student-t with 2 degrees of freedom by inversion: (2u − 1) / sqrt(2u(1 − u))."""
+    u = _uniform(math.prod(shape), 100 * stream).clip(1e-9, 1 - 1e-9)
+    t = (2 * u - 1) / np.sqrt(2 * u * (1 - u))
+    return torch.from_numpy(t.reshape(shape).astype(np.float32))
 
 
 def _matrices() -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    out = {"normal": torch.randn(8, 512, generator=g), "student_t2": _student_t2((8, 512), g)}
-    outliers = torch.randn(3, 256, generator=g)
-    outliers.view(-1)[torch.randperm(outliers.numel(), generator=g)[:6]] *= 50
+    out = {"normal": _normal((8, 512), 1), "student_t2": _student_t2((8, 512), 2)}
+    outliers = _normal((3, 256), 3)
+    outliers.view(-1)[::131] *= 50  # 6 outliers
     out["outliers"] = outliers
-    special = torch.randn(8, 512, generator=g)
+    special = _normal((8, 512), 4)
     special[1, :256] = 0.0  # an all-zero super-block (and 32-/16-blocks)
     special[2, 256:] = 0.3  # a constant positive super-block
     special[3, 32:64] = 0.0  # a zero sub-block inside a random super-block
@@ -83,17 +105,6 @@ def test_type_tables_match_gguf():
 
 
 # ----------------------------------------------------------------- ggml's reference quantizer
-
-
-def _uniform(count: int, stream: int) -> np.ndarray:
-    """splitmix64 → uniform [0, 1) float64: integer arithmetic only, the same on every platform."""
-    with np.errstate(over="ignore"):
-        z = np.arange(count, dtype=np.uint64) + np.uint64(stream << 32)
-        z = z * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
 def _golden_matrix() -> torch.Tensor:
@@ -268,32 +279,32 @@ BASELINES = {
 }
 
 
-#: Where a reference search may lose to plain rounding in *unweighted* squared error: its
-#: objective is weighted (Q2_K: |x|-weighted absolute error; IQ4_NL: x²-weighted squared error),
-#: and on heavy tails the two objectives disagree (measured: Q2_K 6.2e-2 vs 4.3e-2 with 50×
-#: outliers; IQ4_NL 5.1e-3 vs 4.5e-3 with outliers, 1.213e-2 vs 1.206e-2 on Student-t₂). That
-#: is ggml's behaviour, not ours: the bytes equal ggml's reference
-#: (test_bytes_equal_ggml_reference, whose matrix has heavy tails and outliers too).
-WEIGHTED_OBJECTIVE_SLACK = {("q2_k", "outliers"): 1.5, ("iq4_nl", "outliers"): 1.25,
-                            ("iq4_nl", "student_t2"): 1.05}
+#: Light-tailed matrices, where every reference search beats plain rounding in squared error
+#: (measured ratios 0.80–0.95). On heavy tails the searches' *weighted* objectives (Q2_K:
+#: |x|-weighted absolute error; Q3_K, Q6_K, IQ4_NL: x²-weighted; Q4_K/Q5_K: (rms+|x|)-weighted)
+#: and the unweighted squared error disagree, and the reference can lose slightly (measured
+#: Q3_K 1.003× with outliers, IQ4_NL 1.051× on Student-t₂; elsewhere 0.41–1.00×). That is
+#: ggml's behaviour, not ours — the bytes equal ggml's (test_bytes_equal_ggml_reference, whose
+#: matrix has heavy tails and outliers too) — so there the bound is only a sanity check.
+LIGHT_TAILED = ("normal", "zero_const")
 
 
 @pytest.mark.parametrize("matrix", sorted(MATRICES))
 @pytest.mark.parametrize("type_name", sorted(BASELINES))
 def test_search_beats_plain_rounding_in_same_format(type_name, matrix):
-    """The reference scale searches do not lose to plain round-to-nearest in the same format
-    (same sub-block sizes, same quantized sub-block scales), except as noted above."""
+    """Reference error vs plain round-to-nearest in the same format (same sub-block sizes, same
+    quantized sub-block scales): never worse on light tails, within 1.25× on heavy tails."""
     w = MATRICES[matrix]
     ours = _rel_err(w, dequantize_gguf(_quantized(type_name, matrix), type_name, w.shape))
     plain = _rel_err(w, BASELINES[type_name](w))
-    assert ours <= plain * WEIGHTED_OBJECTIVE_SLACK.get((type_name, matrix), 1.0)
+    assert ours <= plain * (1.0 if matrix in LIGHT_TAILED else 1.25)
 
 
 def test_errors_follow_the_bits():
     """On normal weights each extra code bit cuts the squared error ≈4× (6 dB/bit): K-quant
     errors are strictly ordered with ratios in [3, 6], and every type's relative error lies
     within [1, 2] × 4^-bits."""
-    w = torch.randn(16, 1024, generator=torch.Generator().manual_seed(1))
+    w = _normal((16, 1024), 5)
     err = {t: _rel_err(w, dequantize_gguf(quantize_gguf(w, t), t, w.shape)) for t in GGUF_TYPES}
     for lower, higher in itertools.pairwise(K_QUANTS):
         assert 3 <= err[lower] / err[higher] <= 6, (lower, higher, err)
@@ -309,9 +320,8 @@ def test_errors_follow_the_bits():
 @pytest.mark.parametrize("type_name", GGUF_TYPES)
 def test_shapes_round_trip(type_name):
     block, size = gguf.GGML_QUANT_SIZES[QTYPE[type_name]]
-    g = torch.Generator().manual_seed(2)
-    for shape in [(3, 256), (2, 512), (512,), (2, 4, 8, 8)]:  # linear, 1-D, conv (O, I, kh, kw)
-        w = torch.randn(shape, generator=g)
+    for i, shape in enumerate([(3, 256), (2, 512), (512,), (2, 4, 8, 8)]):  # conv: (O, I, kh, kw)
+        w = _normal(shape, 10 + i)
         raw = quantize_gguf(w, type_name)
         rows = shape[0] if len(shape) > 1 else 1
         assert raw.dtype == torch.uint8
@@ -321,7 +331,7 @@ def test_shapes_round_trip(type_name):
         assert _rel_err(w, w_hat) < 0.15
         assert torch.equal(dequantize_gguf(raw.reshape(-1), type_name, shape), w_hat)
     # Half-precision weights are read exactly as float32.
-    wh = torch.randn(2, 256, generator=g).to(torch.bfloat16)
+    wh = _normal((2, 256), 20).to(torch.bfloat16)
     assert torch.equal(quantize_gguf(wh, type_name), quantize_gguf(wh.float(), type_name))
 
 
