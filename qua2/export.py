@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from qua2.errors import Qua2Error
 from qua2.log import say
 from qua2.specs import QuantConfig
 from qua2.study.stages import RunOptions
 from qua2.study.study import Study
+
+if TYPE_CHECKING:
+    from qua2.quant.export import ExportSummary
+    from qua2.quant.gguf_file import GGUFSummary
 
 LOAD_SNIPPET = """# Loading this export
 
@@ -68,7 +72,7 @@ def _best_verified(study: Study, reference: str) -> tuple[str, QuantConfig]:
     primary = study.config.metrics.primary
     sign = 1 if study.config.metrics.lower_is_better else -1
     picks = [c for c in load_candidates(study)
-             if c.kind == "qua2" and abs(c.budget - budget) < 1e-9
+             if c.kind == "qua2" and c.budget is not None and abs(c.budget - budget) < 1e-9
              and c.config.digest() in verified]
     if not picks:
         raise Qua2Error(f"no verified qua2 pick at budget {budget:g}; run `qua2 search "
@@ -77,8 +81,9 @@ def _best_verified(study: Study, reference: str) -> tuple[str, QuantConfig]:
     return best.config.digest(), best.config
 
 
-def export_study_config(study: Study, reference: str, out: str | Path) -> Any:
+def export_study_config(study: Study, reference: str, out: str | Path) -> ExportSummary:
     """Export the referenced config of ``study`` into ``out``; returns the export summary."""
+    from qua2.models.base import config_of
     from qua2.quant import export_packed
     from qua2.study.option_cache import open_option_cache
 
@@ -90,7 +95,7 @@ def export_study_config(study: Study, reference: str, out: str | Path) -> Any:
                             model_id=model_id)
     module = study.adapter.module
     build = (f"denoiser = diffusers.{type(module).__name__}.from_config("
-             f"{json.dumps(dict(module.config), default=str)})")
+             f"{json.dumps(dict(config_of(module)), default=str)})")
     (out / "LOAD.md").write_text(LOAD_SNIPPET.format(
         build=build, directory=out, bits=summary.layers_bits,
         file_mb=summary.file_bytes / 1e6, fp16_mb=summary.fp16_bytes / 1e6))
@@ -98,6 +103,29 @@ def export_study_config(study: Study, reference: str, out: str | Path) -> Any:
         {"study": str(study.directory), "config_id": config_id, "reference": reference},
         indent=2))
     return summary
+
+
+def export_study_gguf(study: Study, reference: str, out: str | Path) -> GGUFSummary:
+    """Write the referenced config of ``study`` as one GGUF file (GGUF options only).
+
+    diffusers loads it with ``<DenoiserClass>.from_single_file(out, quantization_config=
+    GGUFQuantizationConfig(compute_dtype=…), config=<the model's directory>)`` and keeps the
+    quantized tensors quantized in memory; :func:`qua2.quant.gguf_file.load_gguf` loads it
+    into any model.
+    """
+    from qua2.quant.gguf_file import write_gguf
+    from qua2.study.option_cache import open_option_cache
+
+    config_id, config = resolve_config(study, reference)
+    out = Path(out)
+    if out.is_dir():
+        raise Qua2Error(f"--out {out} is a directory; give the .gguf file to write.")
+    model = study.config.model
+    metadata = {"study": study.config.name, "study_dir": str(study.directory),
+                "config_id": config_id, "reference": reference, "family": model.family,
+                "config": json.dumps(config.to_dict(), sort_keys=True)}
+    return write_gguf(study.adapter.module, config, open_option_cache(study), out, metadata,
+                      arch=model.family)
 
 
 def stage_export(study: Study, options: RunOptions) -> None:

@@ -23,6 +23,12 @@ MIN_BITS, MAX_BITS = 2, 8
 #: of the method registry (``qua2.quant.methods.register_method`` keeps it in step with each
 #: ``MethodSpec.required``), seeded with the built-in one so the data layer works without torch.
 GROUPED_METHODS: set[str] = {"group"}
+#: GGUF block types and the integer bit-width each is filed under in a :class:`QuantOption`
+#: (the real bits per weight, block scales included, come from the option cache: Q4_K = 4.5).
+GGUF_TYPE_BITS: dict[str, int] = {
+    "q8_0": 8, "q5_0": 5, "q5_1": 5, "q4_0": 4, "q4_1": 4, "iq4_nl": 4,
+    "q2_k": 2, "q3_k": 3, "q4_k": 4, "q5_k": 5, "q6_k": 6,
+}
 
 
 def _digest(payload: Any) -> str:

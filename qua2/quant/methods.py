@@ -65,6 +65,10 @@ class MethodSpec:
     #: Rows (output channels) are quantized independently, and every parameter tensor has
     #: one leading entry per row: rows of several layers can then be quantized in one batch.
     rowwise: bool = True
+    #: ``codes`` are the stored bytes themselves (``uint8 [rows, bytes per row]``, e.g. GGUF
+    #: blocks), not one code per weight: storage is their size, with nothing packed or added,
+    #: and ``dequantize`` receives the row length (weights per row) as its last argument.
+    raw: bool = False
 
     def resolve(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """Options merged over the defaults; unknown or missing ones raise :class:`Qua2Error`."""
@@ -233,7 +237,9 @@ def _check_bits(bits: Any) -> None:
 
 
 def resolve_option(option: QuantOption | str, **options: Any) -> tuple[MethodSpec, dict]:
-    """The method of ``option`` and its checked keyword options."""
+    """The method of ``option`` (or of its key, e.g. ``"uaq-w4"``) and its checked options."""
+    if isinstance(option, str):
+        option = QuantOption.parse(option)
     spec = get_method(option.method)
     _check_bits(option.bits)
     extra = {"group_size": option.group_size} if option.group_size is not None else {}
@@ -243,7 +249,8 @@ def resolve_option(option: QuantOption | str, **options: Any) -> tuple[MethodSpe
 def finish(weight: Tensor, rows: Tensor, method: str, bits: int, codes: Tensor,
            params: Params, group_size: int | None) -> QuantizedWeight:
     """Wrap codes and parameters of ``weight`` (as ``rows``) with their exact error."""
-    deq = get_method(method).dequantize(codes, params, bits, group_size)
+    spec = get_method(method)
+    deq = spec.dequantize(codes, params, bits, rows.shape[1] if spec.raw else group_size)
     mse, relative = squared_error(rows, deq)
     return QuantizedWeight(
         method=method, bits=bits, shape=tuple(weight.shape), dtype=weight.dtype,
@@ -257,6 +264,7 @@ def _quantize(weight: Tensor, rows: Tensor, method: str, bits: int, shared: dict
     spec = get_method(method)
     _check_bits(bits)
     opts = spec.resolve(options)
+    shared.setdefault("weight_shape", tuple(weight.shape))  # one layer's: methods may read it
     codes, params = spec.quantize(rows, bits, shared, **opts)
     return finish(weight, rows, method, bits, codes, params, opts.get("group_size"))
 
@@ -277,3 +285,9 @@ def quantize_options(weight: Tensor, options: Iterable[QuantOption]) -> dict[Qua
     from qua2.quant.batch import quantize_layers
 
     return quantize_layers({"weight": weight}, list(options))["weight"]
+
+
+# GGUF block types (qua2/quant/gguf_methods.py) register themselves as further methods.
+from qua2.quant.gguf_methods import register_gguf_methods  # noqa: E402  (needs the above)
+
+register_gguf_methods()

@@ -71,8 +71,15 @@ class QuantizedWeight:
         return QuantOption(self.method, self.bits, self.group_size)
 
     @property
+    def raw(self) -> bool:
+        """Whether ``codes`` are stored bytes (GGUF blocks) rather than one code per weight."""
+        from qua2.quant.methods import get_method  # methods import this module
+
+        return get_method(self.method).raw
+
+    @property
     def numel(self) -> int:
-        return self.codes.numel()
+        return math.prod(self.shape) if self.raw else self.codes.numel()
 
     @property
     def param_nbytes(self) -> int:
@@ -81,7 +88,9 @@ class QuantizedWeight:
 
     @property
     def nbytes(self) -> int:
-        """Exact packed storage: codes at ``bits`` bits plus fp16 parameters."""
+        """Exact packed storage: codes at ``bits`` bits plus fp16 parameters (raw: the bytes)."""
+        if self.raw:
+            return self.codes.numel() + self.param_nbytes
         return packed_nbytes(self.numel, self.bits) + self.param_nbytes
 
     @property
@@ -103,7 +112,8 @@ class QuantizedWeight:
         spec = get_method(self.method)
         codes = self.codes if device is None else self.codes.to(device)
         params = {k: (v if device is None else v.to(device)) for k, v in self.params.items()}
-        rows = spec.dequantize(codes, params, self.bits, self.group_size)
+        last = math.prod(self.shape) // self.codes.shape[0] if spec.raw else self.group_size
+        rows = spec.dequantize(codes, params, self.bits, last)
         return rows.reshape(self.shape).to(dtype or self.dtype)
 
     # ----------------------------------------------------------------- (de)serialisation
@@ -125,6 +135,8 @@ class QuantizedWeight:
 
     def packed_codes(self) -> Tensor:
         """The codes bit-packed into a flat uint8 CPU tensor (:mod:`qua2.quant.packing`)."""
+        if self.raw:
+            return self.codes.reshape(-1).cpu()
         return pack_codes(self.codes, self.bits).cpu()
 
     def fp16_params(self) -> dict[str, Tensor]:
@@ -149,7 +161,10 @@ class QuantizedWeight:
                 )
             shape = tuple(int(s) for s in meta["shape"])
             numel = math.prod(shape)
-            codes = unpack_codes(packed, int(meta["bits"]), numel)
+            from qua2.quant.methods import get_method
+
+            raw = get_method(meta["method"]).raw
+            codes = packed.reshape(-1) if raw else unpack_codes(packed, int(meta["bits"]), numel)
             missing = set(meta["params"]) - set(params)
             if missing:
                 raise KeyError(f"parameters {sorted(missing)}")

@@ -13,12 +13,15 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
 from qua2.errors import Qua2Error
 from qua2.specs import SearchSpace
+
+if TYPE_CHECKING:
+    from qua2.activations import ActivationSetting
 
 STUDY_FORMAT_VERSION = 1
 
@@ -63,14 +66,42 @@ class SeedsSection:
 
 @dataclass(frozen=True)
 class SearchSpaceSection:
-    """Per-layer options: every method at every bit-width (grouped methods per group size)."""
+    """Per-layer options: every method at every bit-width (grouped methods per group size),
+    plus GGUF block types (``types: [q3_k, q4_k, …]``, each at its own bit-width).
 
-    methods: list[str] = field(default_factory=lambda: ["uaq", "kmeans_c", "kmeans_a"])
+    ``methods`` defaults to Qua²SeDiMo's three (uaq, kmeans_c, kmeans_a), or to none when
+    ``types`` is given.
+    """
+
+    methods: list[str] | None = None
     bits: list[int] = field(default_factory=lambda: [3, 4])
     group_sizes: list[int] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.methods is None:
+            default = [] if self.types else ["uaq", "kmeans_c", "kmeans_a"]
+            object.__setattr__(self, "methods", default)
 
     def build(self) -> SearchSpace:
-        return SearchSpace.grid(self.methods, self.bits, self.group_sizes)
+        from qua2.specs import QuantOption
+
+        options: list[QuantOption] = []
+        if self.methods:
+            options += SearchSpace.grid(self.methods, self.bits, self.group_sizes).options
+        for name in self.types:
+            options.append(QuantOption(name, _gguf_bits(name)))
+        return SearchSpace(tuple(options))
+
+
+def _gguf_bits(type_name: str) -> int:
+    """The bit-width a GGUF type is filed under (``specs.GGUF_TYPE_BITS``)."""
+    from qua2.specs import GGUF_TYPE_BITS
+
+    if type_name not in GGUF_TYPE_BITS:
+        raise Qua2Error(f"unknown GGUF type {type_name!r} in search_space.types; choose from "
+                        f"{', '.join(GGUF_TYPE_BITS)}.")
+    return GGUF_TYPE_BITS[type_name]
 
 
 @dataclass(frozen=True)
@@ -93,6 +124,23 @@ class MetricsSection:
     clip_model: str | None = None  # local CLIP directory (text families)
     inception_weights: str | None = None  # local Inception weights (real models)
     reference_images: str | None = None  # folder of real images (real models)
+
+    # StudyConfig validation fills in both defaults, so a StudyConfig's section has them.
+    @property
+    def primary_metric(self) -> str:
+        """``primary``, filled in by validation (the family's default) when not given."""
+        if self.primary is None:
+            raise Qua2Error("metrics.primary is not set; validate the section as part of a "
+                            "StudyConfig, which fills in the family's default.")
+        return self.primary
+
+    @property
+    def primary_lower_is_better(self) -> bool:
+        """``lower_is_better``, filled in by validation (the metric's direction) when not given."""
+        if self.lower_is_better is None:
+            raise Qua2Error("metrics.lower_is_better is not set; validate the section as part "
+                            "of a StudyConfig, which fills in the metric's direction.")
+        return self.lower_is_better
 
 
 
@@ -148,7 +196,7 @@ class StudyConfig:
 
         validate_study_config(self)
 
-    def activation_setting(self) -> Any:
+    def activation_setting(self) -> ActivationSetting | None:
         """The :class:`~qua2.activations.ActivationSetting` of the study, or None."""
         if self.activations is None:
             return None
@@ -210,7 +258,7 @@ def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
 
 def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, f"{key}.", source)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:

@@ -63,7 +63,7 @@ def _check_family(config: StudyConfig) -> None:
 def _check_methods(config: StudyConfig) -> None:
     from qua2.quant.methods import METHODS
 
-    for method in config.search_space.methods:
+    for method in config.search_space.methods or []:
         if method not in METHODS:
             raise Qua2Error(f"unknown quantization method {method!r} in search_space.methods; "
                             f"choose from {', '.join(sorted(METHODS))}.")
