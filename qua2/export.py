@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from qua2.errors import Qua2Error
 from qua2.log import say
-from qua2.specs import QuantConfig
+from qua2.specs import GGUF_TYPE_BITS, QuantConfig
 from qua2.study.stages import RunOptions
 from qua2.study.study import Study
 
@@ -129,9 +129,13 @@ def export_study_gguf(study: Study, reference: str, out: str | Path) -> GGUFSumm
 
 
 def stage_export(study: Study, options: RunOptions) -> None:
-    """Pipeline stage: the best verified qua2 pick at ``options.export_budget``, packed."""
-    budget = options.export_budget
+    """Pipeline stage: the best verified qua2 pick at the export budget, packed — and, for a
+    study of GGUF types, also as one ``.gguf`` file that diffusers loads."""
+    budget = options.export_budget or study.config.pipeline.export_budget or 3.5
     out = study.directory / "export" / f"qua2-{budget:g}bits"
     summary = export_study_config(study, f"best:{budget:g}", out)
     say(f"export: {summary.layers_bits:.3f} bits per quantized weight, "
         f"{summary.file_bytes / 1e6:.3f} MB vs {summary.fp16_bytes / 1e6:.3f} MB FP16 → {out}")
+    if all(option.method in GGUF_TYPE_BITS for option in study.config.search_space.build()):
+        gguf_summary = export_study_gguf(study, f"best:{budget:g}", out / "model.gguf")
+        say(f"export: {gguf_summary.file_bytes / 1e6:.3f} MB GGUF → {gguf_summary.path}")

@@ -16,7 +16,7 @@ import numpy as np
 KIND_COLOURS = {"random": "#1f77b4", "uniform": "#d62728", "anchor": "#d62728",
                 "sweep": "#bbbbbb", "search": "#2ca02c", "baseline": "#9467bd",
                 "qua2": "#d62728", "best-sampled": "#2ca02c", "mixdq-ip": "#9467bd",
-                "qua2sedimo": "#ff7f0e", "fp": "#000000"}
+                "qua2sedimo": "#ff7f0e", "edge-recipe": "#17becf", "fp": "#000000"}
 OTHER_COLOUR = "#8c564b"
 
 

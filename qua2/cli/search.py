@@ -21,8 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                                    description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study_dir")
-    parser.add_argument("--bits", type=finite_float, nargs="+", default=list(DEFAULT_BUDGETS),
-                        help="average-bit budgets, overheads included (default: %(default)s)")
+    parser.add_argument("--bits", type=finite_float, nargs="+",
+                        help="average-bit budgets, overheads included (default: the study's "
+                             f"pipeline.budgets, else {' '.join(map(str, DEFAULT_BUDGETS))})")
     parser.add_argument("--surrogate", choices=["best", *SURROGATES], default="best",
                         help="which fitted surrogate guides the search")
     parser.add_argument("--top", type=positive_int, default=2, help="qua2 picks kept per budget")
@@ -38,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from qua2.study.study import Study
 
     study = Study.open(args.study_dir)
-    options = RunOptions(budgets=tuple(args.bits), surrogate=args.surrogate, top=args.top,
-                         bootstrap_rounds=args.rounds)
+    options = RunOptions(budgets=tuple(args.bits) if args.bits else None,
+                         surrogate=args.surrogate, top=args.top, bootstrap_rounds=args.rounds)
     stage_search(study, options)
     if not args.no_verify:
         stage_verify(study, options)

@@ -6,10 +6,15 @@
   sensitivities — here the measured objective of each layer alone at each option (``qua2
   sweep``), the rest in full precision.
 - **random at budget**: random configurations drawn near the budget and repaired into it.
+- **edge recipe**: the hand recipe of GGUF users (ComfyUI-GGUF #78 and PR #370, mflux #517):
+  one type for the body, one type higher for the input/output layers and the first and last
+  blocks, with the body type chosen as high as the budget allows. Positions come from layer
+  names (the first number in a name is its block), as those tools do.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -78,5 +83,34 @@ def random_at_budget(table: CostTable, budget_bits: float, count: int,
     rng = np.random.default_rng(seed)
     capacity = table.capacity(budget_bits)
     layers, options = table.nbytes.shape
-    return [repair_to_budget(rng.integers(options, size=layers), table, capacity, rng)
+    return [repair_to_budget(rng.integers(options, size=int(layers)), table, capacity, rng)
             for _ in range(count)]
+
+
+_BLOCK = re.compile(r"\.(\d+)\.")
+
+
+def edge_layers(layers: Sequence[str]) -> np.ndarray:
+    """Mask of the layers outside numbered blocks and of the first and last block's layers."""
+    blocks = [int(m.group(1)) if (m := _BLOCK.search(f".{name}.")) else None for name in layers]
+    numbered = [b for b in blocks if b is not None]
+    ends = {min(numbered), max(numbered)} if numbered else set()
+    return np.array([b is None or b in ends for b in blocks])
+
+
+def edge_recipe(table: CostTable, budget_bits: float) -> np.ndarray | None:
+    """The hand recipe within the budget: edges one option higher than the body (see above).
+
+    Options are ranked by the bits they cost uniformly; the body takes the highest option
+    whose recipe fits, edges the next one up (or the same when it is the highest).
+    """
+    uniform_bits = [table.avg_bits(np.full(len(table.layers), o))
+                    for o in range(len(table.options))]
+    ladder = sorted(range(len(table.options)), key=lambda o: uniform_bits[o])
+    edges = edge_layers(table.layers)
+    for rank in range(len(ladder) - 1, -1, -1):
+        choice = np.full(len(table.layers), ladder[rank])
+        choice[edges] = ladder[min(rank + 1, len(ladder) - 1)]
+        if table.avg_bits(choice) <= budget_bits + 1e-9:
+            return choice
+    return None

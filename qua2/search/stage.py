@@ -12,19 +12,29 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from qua2.io import read_json, rerun_stage
 from qua2.log import say
-from qua2.search.baselines import best_sampled, best_uniform, mixdq_ip, random_at_budget
+from qua2.search.baselines import (
+    best_sampled,
+    best_uniform,
+    edge_recipe,
+    mixdq_ip,
+    random_at_budget,
+)
 from qua2.search.budget import CostTable
 from qua2.search.refine import Predictor, search_budget
 from qua2.specs import QuantConfig
 from qua2.study.stages import RunOptions
 from qua2.study.store import Store
 from qua2.study.study import Study
+
+if TYPE_CHECKING:
+    from qua2.quant.cache import OptionCache
+    from qua2.surrogates.base import Surrogate
 
 DEFAULT_BUDGETS = (3.25, 3.5, 3.75, 4.0)
 CANDIDATES_FILE = ("search", "candidates.json")
@@ -53,7 +63,7 @@ class Candidate:
 
 
 # --------------------------------------------------------------------------- study data
-def cost_table(study: Study, cache: Any) -> CostTable:
+def cost_table(study: Study, cache: OptionCache) -> CostTable:
     # The cache holds exactly the study's quantizable layers in model order (the cache stage
     # builds it from them), so no model needs loading to know the costs.
     return CostTable.from_cache(cache.layers, study.config.search_space.build(), cache)
@@ -85,11 +95,11 @@ def sweep_sensitivity(study: Study, table: CostTable) -> np.ndarray | None:
     return values
 
 
-def surrogate_predictor(surrogate: Any, table: CostTable) -> Predictor:
+def surrogate_predictor(surrogate: Surrogate, table: CostTable) -> Predictor:
     """Adapt a fitted surrogate (its own layer/option order) to the table's choice matrices."""
     from qua2.errors import Qua2Error
 
-    encoder = surrogate.encoder
+    encoder = surrogate._encoder()
     missing = set(table.layers) - set(encoder.layers)
     unknown = set(table.options) - set(encoder.options)
     if missing or unknown:
@@ -133,6 +143,7 @@ def budget_candidates(study: Study, table: CostTable, predict: Predictor | None,
     from qua2.search.qua2sedimo import composed_choice
 
     add("qua2sedimo", "baseline", composed_choice(study, table, budget))
+    add("edge-recipe", "baseline", edge_recipe(table, budget))
     randoms = random_at_budget(table, budget, random_count, seed=int(budget * 100))
     for i, choice in enumerate(randoms):
         add(f"random-{i + 1}", "baseline", choice)
@@ -142,24 +153,25 @@ def budget_candidates(study: Study, table: CostTable, predict: Predictor | None,
 def stage_search(study: Study, options: RunOptions) -> None:
     """Pipeline stage: candidates within each budget, qua2's picks and the baselines.
 
-    Budgets asked for explicitly (``options.budgets``) must be feasible in the search space;
-    the default ones outside it are skipped with a message.
+    Budgets asked for explicitly (``options.budgets``, or ``pipeline.budgets`` of the study
+    YAML) must be feasible in the search space; default ones outside it are skipped.
     """
     from qua2.study.option_cache import open_option_cache
     from qua2.surrogates.fit import load_fitted
 
     cache = open_option_cache(study)
     table = cost_table(study, cache)
-    for budget in options.budgets or ():
+    explicit = options.budgets or study.config.pipeline.budgets
+    for budget in explicit or ():
         table.check_budget(budget)
     kind = None if options.surrogate == "best" else options.surrogate
     predict = surrogate_predictor(load_fitted(study, kind), table)
-    candidates = search_candidates(study, predict, cache, options.budgets or DEFAULT_BUDGETS,
+    candidates = search_candidates(study, predict, cache, explicit or DEFAULT_BUDGETS,
                                    options.top)
     say(f"search: {len(candidates)} candidates → {study.path(*CANDIDATES_FILE)}")
 
 
-def search_candidates(study: Study, predict: Predictor | None, cache: Any,
+def search_candidates(study: Study, predict: Predictor | None, cache: OptionCache,
                       budgets: Sequence[float] = DEFAULT_BUDGETS, top: int = 2
                       ) -> list[Candidate]:
     """Candidates for every budget; written to ``search/candidates.json``."""

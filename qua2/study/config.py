@@ -151,6 +151,10 @@ class PipelineSection:
 
     sweep: bool = True  # MixDQ's one-layer-at-a-time sweep: layers × options configs
     surrogates: list[str] = field(default_factory=lambda: ["ridge", "xgb", "gnn"])
+    # Average-bit budgets of the search stage (null: 3.25, 3.5, 3.75, 4.0, those outside the
+    # search space skipped) and the budget whose verified pick the export stage writes.
+    budgets: list[float] | None = None
+    export_budget: float | None = None
 
 
 @dataclass(frozen=True)

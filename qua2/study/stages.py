@@ -33,7 +33,7 @@ class RunOptions:
     surrogate: str = "best"  # which fitted surrogate guides the search
     top: int = 2  # qua2 picks kept per budget
     bootstrap_rounds: int = 200
-    export_budget: float = 3.5  # the budget whose best verified pick the export stage writes
+    export_budget: float | None = None  # default: pipeline.export_budget of the YAML, or 3.5
 
     def __post_init__(self) -> None:
         if self.bootstrap_rounds < 1:

@@ -49,3 +49,33 @@ def test_mixdq_prefers_insensitive_layers_for_low_bits():
     choice = mixdq_ip(sensitivity, t, 3.6)
     assert t.options[choice[0]].bits == 4
     assert t.avg_bits(choice) <= 3.6 + 1e-9
+
+
+def test_edge_layers_are_the_unnumbered_and_the_first_and_last_blocks():
+    from qua2.search.baselines import edge_layers
+
+    names = ["pos_embed.proj", "transformer_blocks.0.attn1.to_q", "transformer_blocks.1.ff",
+             "transformer_blocks.2.ff", "transformer_blocks.3.attn1.to_q", "proj_out"]
+    assert edge_layers(names).tolist() == [True, True, False, False, True, True]
+
+
+def test_edge_recipe_raises_the_edges_one_option_and_fits_the_budget():
+    from dataclasses import replace
+
+    from qua2.search.baselines import edge_recipe
+
+    t = replace(table(), layers=("x_embed", "blocks.0.a", "blocks.1.a", "blocks.2.a",
+                                 "blocks.3.a", "out"))
+    uniform_bits = [t.avg_bits(np.full(6, o)) for o in range(len(t.options))]
+    ladder = sorted(range(len(t.options)), key=lambda o: uniform_bits[o])
+    for budget in (3.2, 3.6, 4.0, 4.6):
+        choice = edge_recipe(t, budget)
+        if choice is None:
+            assert t.avg_bits(np.full(6, ladder[0])) > budget or \
+                t.avg_bits(np.where(np.arange(6) % 5 == 0, ladder[1], ladder[0])) > budget
+            continue
+        assert t.avg_bits(choice) <= budget + 1e-9
+        body = {ladder.index(c) for c in choice[[2, 3]]}  # blocks 1 and 2: the body
+        edges = {ladder.index(c) for c in choice[[0, 1, 4, 5]]}
+        assert len(body) == len(edges) == 1
+        assert edges.pop() == min(body.pop() + 1, len(ladder) - 1)
