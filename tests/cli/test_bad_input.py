@@ -111,6 +111,7 @@ STUDY_FILES = {
     "bits-too-low": (_tiny(search_space__bits=[1, 4]), "bits must be an integer from 2 to 8"),
     "bits-too-high": (_tiny(search_space__bits=[3, 17]), "bits must be an integer from 2 to 8"),
     "group-without-sizes": (_tiny(search_space__methods=["group"]), "needs group_sizes"),
+    "unknown-gguf-type": (_tiny(search_space__types=["q3_kk"]), "unknown GGUF type 'q3_kk'"),
     "unknown-metric": (_tiny(metrics__primary="fidelity"), "unknown metric 'fidelity'"),
     "metric-needs-real-images": (_tiny(metrics__primary="fid"), "needs reference_images"),
     "contradicting-direction": (_tiny(metrics__primary="psnr", metrics__lower_is_better=True),
