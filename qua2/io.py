@@ -136,6 +136,20 @@ def iter_json_lines(path: str | Path) -> Iterator[dict[str, Any]]:
             yield entry
 
 
+def read_json_object_or_none(path: str | Path, fix: str) -> dict[str, Any] | None:
+    """A derived JSON object, or None when it is absent or damaged (the caller recomputes it;
+    the damage is reported in one line)."""
+    if not Path(path).exists():
+        return None
+    try:
+        return read_json_object(path, fix)
+    except DamagedArtifactError as error:
+        from qua2.log import say
+
+        say(str(error))
+        return None
+
+
 def load_safetensors(path: str | Path, fix: str) -> tuple[dict[str, Any], dict[str, str]]:
     """(tensors, string metadata) of a safetensors file, read as torch tensors on the CPU."""
     from safetensors.torch import load as load_bytes

@@ -69,7 +69,7 @@ class _ProbsMode(TorchFunctionMode):
                            kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         if func is _SDPA:
-            return explicit_attention(*args, **kwargs, on_probs=self.on_probs)
+            return explicit_attention(*args, **{**kwargs, "on_probs": self.on_probs})
         out = func(*args, **kwargs)
         if getattr(func, "__name__", "") == "softmax":
             return self.on_probs(out)
@@ -96,7 +96,8 @@ class ProbsQuantProcessor:
     """Wraps an attention processor; the attention probabilities go through ``on_probs``."""
 
     def __new__(cls, inner: Any, on_probs: ProbsFn) -> ProbsQuantProcessor:
-        target = _wrapper_class(type(inner)) if cls is ProbsQuantProcessor else cls
+        inner_type: type = type(inner)
+        target = _wrapper_class(inner_type) if cls is ProbsQuantProcessor else cls
         return super().__new__(target)
 
     def __init__(self, inner: Any, on_probs: ProbsFn) -> None:
@@ -113,8 +114,9 @@ class ProbsQuantProcessor:
 def swap_processor(attn: nn.Module, processor: Any) -> Any:
     """Install ``processor`` on ``attn`` and return the previous one (to restore later)."""
     previous = attn.processor
-    if hasattr(attn, "set_processor"):
-        attn.set_processor(processor)
+    set_processor = getattr(attn, "set_processor", None)  # diffusers' Attention has one
+    if set_processor is not None:
+        set_processor(processor)
     else:
         attn.processor = processor
     return previous

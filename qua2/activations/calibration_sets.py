@@ -36,13 +36,16 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from qua2.activations.setting import CALIBRATION_METHODS
 from qua2.errors import Qua2Error
+
+if TYPE_CHECKING:
+    from qua2.models.base import DenoiserAdapter
 
 # -------------------------------------------------------------------------- the container
 CALIBSET_FORMAT = "qua2-calibration-set"
@@ -188,7 +191,7 @@ def _to(cond: Any, device: torch.device | str) -> Any:
 NDTC_MEAN, NDTC_STD = 0.4, 0.4
 
 
-def _fresh_scheduler(adapter: Any, steps: int) -> Any:
+def _fresh_scheduler(adapter: DenoiserAdapter, steps: int) -> Any:
     scheduler = copy.deepcopy(adapter.scheduler)
     if hasattr(adapter, "set_timesteps"):  # flow-matching adapters add a resolution shift
         adapter.set_timesteps(scheduler, steps)
@@ -197,7 +200,7 @@ def _fresh_scheduler(adapter: Any, steps: int) -> Any:
     return scheduler
 
 
-def num_train_timesteps(adapter: Any) -> int:
+def num_train_timesteps(adapter: DenoiserAdapter) -> int:
     """``T`` of the adapter's scheduler (1000 when the config does not say)."""
     return int(getattr(adapter.scheduler.config, "num_train_timesteps", 1000))
 
@@ -218,8 +221,8 @@ def draw_step_indices(method: str, n: int, sampler_timesteps: torch.Tensor, trai
     return (t[:, None] - grid[None, :]).abs().argmin(dim=1)
 
 
-def _guided(adapter: Any, x: torch.Tensor, t: torch.Tensor, cond: dict, uncond: dict | None,
-            scale: float) -> torch.Tensor:
+def _guided(adapter: DenoiserAdapter, x: torch.Tensor, t: torch.Tensor, cond: dict,
+            uncond: dict | None, scale: float) -> torch.Tensor:
     out = adapter.denoise(x, t, cond)
     if uncond is None:
         return out
@@ -227,8 +230,9 @@ def _guided(adapter: Any, x: torch.Tensor, t: torch.Tensor, cond: dict, uncond: 
 
 
 @torch.no_grad()
-def _trajectory_inputs(adapter: Any, noise: torch.Tensor, cond: dict, uncond: dict | None,
-                       scale: float, steps: int, stop: torch.Tensor) -> torch.Tensor:
+def _trajectory_inputs(adapter: DenoiserAdapter, noise: torch.Tensor, cond: dict,
+                       uncond: dict | None, scale: float, steps: int,
+                       stop: torch.Tensor) -> torch.Tensor:
     """Run the FP sampler from ``noise``; keep each sample's model input at its ``stop`` step."""
     scheduler = _fresh_scheduler(adapter, steps)  # fresh per chunk: multistep solvers keep state
     latents = noise.to(adapter.device, adapter.dtype) * getattr(scheduler, "init_noise_sigma", 1.0)
@@ -247,7 +251,7 @@ def _trajectory_inputs(adapter: Any, noise: torch.Tensor, cond: dict, uncond: di
     return kept
 
 
-def _real_inputs(adapter: Any, images: torch.Tensor, t: torch.Tensor, steps: int,
+def _real_inputs(adapter: DenoiserAdapter, images: torch.Tensor, t: torch.Tensor, steps: int,
                  gen: torch.Generator) -> torch.Tensor:
     """Forward-noise real images to timestep ``t`` (per sample) and scale them for the model."""
     eps = torch.randn(images.shape, generator=gen)
@@ -276,7 +280,7 @@ def _cycle(conditions: Sequence[Any], n: int) -> list[Any]:
     return [conditions[i % len(conditions)] for i in range(n)]
 
 
-def build_calibration_set(adapter: Any, method: str, conditions: Sequence[Any], *,
+def build_calibration_set(adapter: DenoiserAdapter, method: str, conditions: Sequence[Any], *,
                           size: int = 256, seed: int = 0, steps: int = 20,
                           guidance_scale: float | None = None,
                           real_images: torch.Tensor | None = None,
@@ -336,8 +340,9 @@ def _pick(available: int, size: int, gen: torch.Generator) -> torch.Tensor:
     return torch.cat([torch.randperm(available, generator=gen), extra])
 
 
-def _sample_inputs(adapter: Any, noise: torch.Tensor, conds: list[Any], idx: torch.Tensor,
-                   steps: int, guidance_scale: float | None, batch_size: int) -> torch.Tensor:
+def _sample_inputs(adapter: DenoiserAdapter, noise: torch.Tensor, conds: list[Any],
+                   idx: torch.Tensor, steps: int, guidance_scale: float | None,
+                   batch_size: int) -> torch.Tensor:
     scale = adapter.default_guidance if guidance_scale is None else guidance_scale
     chunks = []
     for start in range(0, len(conds), batch_size):
@@ -349,7 +354,7 @@ def _sample_inputs(adapter: Any, noise: torch.Tensor, conds: list[Any], idx: tor
     return torch.cat(chunks)
 
 
-def calibration_set(adapter: Any, method: str, conditions: Sequence[Any], *,
+def calibration_set(adapter: DenoiserAdapter, method: str, conditions: Sequence[Any], *,
                     cache_dir: str | Path | None = None, size: int = 256, seed: int = 0,
                     steps: int = 20, guidance_scale: float | None = None,
                     real_images: torch.Tensor | None = None, ndtc_mean: float = NDTC_MEAN,
@@ -359,11 +364,14 @@ def calibration_set(adapter: Any, method: str, conditions: Sequence[Any], *,
     The cache key covers the model weights, method, size, seed, steps, guidance, NDTC
     parameters, conditions and real images, so a changed input never reuses a stale set.
     """
-    options = dict(size=size, seed=seed, steps=steps, guidance_scale=guidance_scale,
-                   real_images=real_images, ndtc_mean=ndtc_mean, ndtc_std=ndtc_std,
-                   batch_size=batch_size)
+    def build() -> CalibrationSet:
+        return build_calibration_set(
+            adapter, method, conditions, size=size, seed=seed, steps=steps,
+            guidance_scale=guidance_scale, real_images=real_images, ndtc_mean=ndtc_mean,
+            ndtc_std=ndtc_std, batch_size=batch_size)
+
     if cache_dir is None:
-        return build_calibration_set(adapter, method, conditions, **options)
+        return build()
     _check_request(method, size, conditions, real_images)
     key = content_digest({
         "model": module_fingerprint(adapter.module), "method": method, "size": size,
@@ -374,6 +382,6 @@ def calibration_set(adapter: Any, method: str, conditions: Sequence[Any], *,
     path = Path(cache_dir) / f"calib-{method}-{key}.safetensors"
     if path.exists():
         return CalibrationSet.load(path)
-    calib = build_calibration_set(adapter, method, conditions, **options)
+    calib = build()
     calib.save(path)
     return calib

@@ -21,10 +21,11 @@ the same.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -91,7 +92,7 @@ def _bos_snapshot(subs: dict[str, nn.Module], sites: Sequence[Site]) -> dict[str
     names = {s.module for s in sites if s.bos and s.kind in (INPUT, QKV)}
     out = {}
     for name in names:
-        layer = subs[name]
+        layer = cast(nn.Linear, subs[name])  # a cross-attention K/V projection
         bias = None if layer.bias is None else layer.bias.detach().clone()
         out[name] = (layer.weight.detach().clone(), bias)
     return out
@@ -112,7 +113,7 @@ def install_sites(module: nn.Module, handle: ActivationHandle,
             attn = subs[site.module]
             previous = swap_processor(
                 attn, ProbsQuantProcessor(attn.processor, _bind(site, fn)))
-            removers.append(lambda a=attn, p=previous: swap_processor(a, p))
+            removers.append(functools.partial(swap_processor, attn, previous))
         yield handle
     finally:
         for remove in reversed(removers):
@@ -178,7 +179,7 @@ def quantized_activations(module: nn.Module, layers: Sequence[str] | None = None
     """
     setting = setting or ActivationSetting()
     handle = ActivationHandle(plan_sites(module, layers, setting), setting)
-    fn = _dynamic_fn
+    fn: SiteFn = _dynamic_fn
     if setting.mode == "static":
         fn = _static_fn(handle, _check_ranges(handle.sites, ranges))
     with install_sites(module, handle, fn):

@@ -30,7 +30,7 @@ from qua2.activations.range_fitting import calibrate_ranges
 from qua2.activations.ranges import ActivationRanges
 from qua2.activations.setting import ActivationSetting
 from qua2.errors import Qua2Error
-from qua2.models.base import ExampleInputs
+from qua2.models.base import DenoiserAdapter, ExampleInputs
 
 
 @dataclass
@@ -50,7 +50,7 @@ class PreparedActivations:
         return quantized_activations(module, self.layers, self.setting, self.ranges)
 
 
-def prepare_activations(adapter: Any, setting: ActivationSetting, *,
+def prepare_activations(adapter: DenoiserAdapter, setting: ActivationSetting, *,
                         layers: Sequence[str] | None = None,
                         conditions: Sequence[Any] | None = None,
                         cache_dir: str | Path | None = None, steps: int = 20, seed: int = 0,

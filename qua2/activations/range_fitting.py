@@ -28,7 +28,7 @@ from qua2.activations.ranges import ActivationRanges, group_edges, timestep_grou
 from qua2.activations.setting import ActivationSetting
 from qua2.activations.sites import Site
 from qua2.errors import Qua2Error
-from qua2.models.base import ExampleInputs
+from qua2.models.base import DenoiserAdapter, ExampleInputs
 
 POOLED = -1  # the reservoir of all timestep groups together
 
@@ -114,7 +114,7 @@ def _check_static(setting: ActivationSetting) -> None:
 
 
 @torch.no_grad()
-def calibrate_ranges(adapter: Any, calib: CalibrationSet, setting: ActivationSetting,
+def calibrate_ranges(adapter: DenoiserAdapter, calib: CalibrationSet, setting: ActivationSetting,
                      layers: Sequence[str] | None = None, *, batch_size: int = 64,
                      max_values: int = 1 << 16, seed: int = 0) -> ActivationRanges:
     """Static ranges for ``setting`` from ``calib`` replayed through ``adapter.denoise``."""

@@ -24,17 +24,20 @@ config (method × bits), so it shows which choices raise or lower the prediction
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from qua2.explain.attributions import LayerExplanation
 
+if TYPE_CHECKING:
+    from qua2.graph import OpGraph
+
 LABELS = ("role", "component", "op_type", "block", "block_index", "stage")
 
 
-def layer_table(layers: Sequence[str], graph: Any = None) -> pd.DataFrame:
+def layer_table(layers: Sequence[str], graph: OpGraph | None = None) -> pd.DataFrame:
     """One row per layer (index = layer name) with the label columns of :data:`LABELS`.
 
     Layers the graph does not know get ``other`` labels, so views never drop a layer.

@@ -11,7 +11,7 @@ but a low correlation is a warning.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,9 @@ import pandas as pd
 from qua2.io import read_json_object, rerun_stage
 from qua2.surrogates.data import StudyData, Target
 from qua2.surrogates.ranking import kendall, spearman
+
+if TYPE_CHECKING:
+    from qua2.study.study import Study
 
 
 def sweep_sensitivity(data: StudyData, target: Target | None = None,
@@ -39,8 +42,9 @@ def sweep_sensitivity(data: StudyData, target: Target | None = None,
     oriented = values if target.higher_is_better else -values
     reference = oriented.max() if fp_value is None else \
         (fp_value if target.higher_is_better else -fp_value)
-    layers = [data.tags[i].get("layer") or _only_layer(data, i) for i in rows]
-    bits = [_bits_of(data, i) for i in rows]
+    indices = [int(i) for i in rows]
+    layers = [data.tags[i].get("layer") or _only_layer(data, i) for i in indices]
+    bits = [_bits_of(data, i) for i in indices]
     frame = pd.DataFrame({"layer": layers, "loss": reference - oriented, "bits": bits})
     low = frame["bits"] == frame["bits"].min()
     out = frame.groupby("layer", sort=False).agg(loss_mean=("loss", "mean"),
@@ -59,7 +63,7 @@ def _bits_of(data: StudyData, row: int) -> int:
     return min(data.encoder.options[c].bits for c in chosen) if len(chosen) else 16
 
 
-def fp_metric(study: Any, name: str) -> float | None:
+def fp_metric(study: Study, name: str) -> float | None:
     """The FP reference's value of metric ``name`` (``reference/fp_metrics.json``), if any."""
     path = study.path("reference", "fp_metrics.json")
     if not path.exists():

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -35,12 +35,18 @@ from qua2.explain.attributions import LayerExplanation, explain
 from qua2.explain.grouping import LABELS, layer_table, mean_abs, option_preference, views
 from qua2.explain.sensitivity import fp_metric, importance_vs_sweep, sweep_sensitivity
 from qua2.explain.subgraphs import best_variants, quantifiable_sensitivity, summarise
-from qua2.io import DamagedArtifactError, read_json_object, rerun_stage
+from qua2.io import read_json_object, read_json_object_or_none, rerun_stage
 from qua2.log import say
 from qua2.plots import pareto_figure, pareto_front, save_figure
 from qua2.surrogates.data import StudyData, load_study_data
 from qua2.surrogates.fit import load_fitted
 from qua2.surrogates.registry import get_surrogate
+
+if TYPE_CHECKING:
+    from qua2.graph import OpGraph
+    from qua2.study.stages import RunOptions
+    from qua2.study.study import Study
+    from qua2.surrogates.base import Surrogate
 
 
 @dataclass
@@ -57,7 +63,7 @@ class ExplainOptions:
     force: bool = False           # recompute even if explain.json is up to date
 
 
-def explain_study(study: Any, options: ExplainOptions | None = None
+def explain_study(study: Study, options: ExplainOptions | None = None
                   ) -> dict[str, LayerExplanation]:
     """Explain the study's fitted surrogates; write figures, CSVs and ``explain.json``."""
     options = options or ExplainOptions()
@@ -115,18 +121,12 @@ def _json(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else str(value)
 
 
-def _previous_explanation(path: Any) -> dict[str, Any]:
+def _previous_explanation(path: Path) -> dict[str, Any]:
     """What an earlier run explained; a damaged file only means recomputing it."""
-    if not path.exists():
-        return {}
-    try:
-        return read_json_object(path, "it is computed again")
-    except DamagedArtifactError as error:
-        say(str(error))
-        return {}
+    return read_json_object_or_none(path, "it is computed again") or {}
 
 
-def _fit_report(study: Any) -> dict[str, Any]:
+def _fit_report(study: Study) -> dict[str, Any]:
     path = study.path("surrogates", "cv_report.json")
     if not path.exists():
         raise Qua2Error(f"{study.directory} has no fitted surrogates; run `qua2 fit "
@@ -134,7 +134,7 @@ def _fit_report(study: Any) -> dict[str, Any]:
     return read_json_object(path, rerun_stage(study.directory, "fit"))
 
 
-def _graph(study: Any) -> Any:
+def _graph(study: Study) -> OpGraph:
     from qua2.study.graph import study_graph
 
     return study_graph(study)
@@ -146,7 +146,7 @@ def _rows(data: StudyData, count: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(rows, size=min(count, len(rows)), replace=False))
 
 
-def _explain_one(model: Any, data: StudyData, table: pd.DataFrame, graph: Any,
+def _explain_one(model: Surrogate, data: StudyData, table: pd.DataFrame, graph: OpGraph,
                  sweep: pd.DataFrame, report: dict[str, Any], options: ExplainOptions,
                  folder: Path) -> tuple[LayerExplanation, dict[str, Any]]:
     folder.mkdir(parents=True, exist_ok=True)
@@ -212,7 +212,7 @@ def _sweep_check(importance: pd.Series, sweep: pd.DataFrame, table: pd.DataFrame
     return stats
 
 
-def _subgraph_figures(model: Any, graph: Any, background: np.ndarray,
+def _subgraph_figures(model: Surrogate, graph: OpGraph, background: np.ndarray,
                       hop_weights: list[float] | None, options: ExplainOptions,
                       folder: Path) -> str:
     # Embedding norms only score quality when the GNN was trained to rank them (Qua²SeDiMo's
@@ -229,13 +229,13 @@ def _subgraph_figures(model: Any, graph: Any, background: np.ndarray,
                          summarise(scores, "kind").assign(by="kind")], ignore_index=True)
     _save(plots.sensitivity_boxes_figure(scores), folder / "sensitivity_boxes.png", summary)
     best = best_variants(scores)
-    _save(plots.option_share_figure(best, list(model.encoder.options)),
+    _save(plots.option_share_figure(best, list(model._encoder().options)),
           folder / "best_variants.png", best)
     return method
 
 
 # --------------------------------------------------------------------------- study level
-def _study_figures(study: Any, data: StudyData, report: dict[str, Any], out: Path) -> None:
+def _study_figures(study: Study, data: StudyData, report: dict[str, Any], out: Path) -> None:
     summaries = {k: e["summary"] for k, e in report["surrogates"].items()}
     oof_path = study.path("surrogates", "oof_predictions.csv")
     target = report["target"]["name"]
@@ -266,7 +266,7 @@ def _save(figure: Any, path: Path, data: pd.DataFrame) -> None:
     data.to_csv(path.with_suffix(".csv"), index=False)
 
 
-def stage_explain(study: Any, options: Any = None) -> None:
+def stage_explain(study: Study, options: RunOptions | None = None) -> None:
     """Pipeline stage: explain the best fitted surrogate (and every other cheap one)."""
     report = _fit_report(study)
     kinds = tuple(k for k in report["surrogates"] if get_surrogate(k).exact_shap)

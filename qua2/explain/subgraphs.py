@@ -22,12 +22,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from qua2.errors import Qua2Error
+
+if TYPE_CHECKING:
+    from qua2.graph import OpGraph
+    from qua2.graph.partition import SubGraph
+    from qua2.specs import QuantOption
 
 
 def variants(n_layers: int, n_options: int, max_variants: int,
@@ -43,7 +48,7 @@ def variants(n_layers: int, n_options: int, max_variants: int,
     return digits.astype(np.int64)
 
 
-def quantifiable_sensitivity(model: Any, graph: Any, background: np.ndarray | None = None, *,
+def quantifiable_sensitivity(model: Any, graph: OpGraph, background: np.ndarray | None = None, *,
                              method: str = "auto", hop_weights: Sequence[float] | None = None,
                              max_variants: int = 1296, seed: int = 0) -> pd.DataFrame:
     """One row per (sub-graph, variant): subgraph, kind, block, block_index, variant (option
@@ -71,6 +76,9 @@ def quantifiable_sensitivity(model: Any, graph: Any, background: np.ndarray | No
             full[:, cols] = combos
             raws.append(model.subgraph_hop_norms(np.asarray(part.nodes), full))
         else:
+            if background is None:  # checked above for "prediction"; an unknown method
+                raise Qua2Error(f"unknown sub-graph score method {method!r}; use auto, "
+                                "embedding or prediction (with a background).")
             raws.append(_partial_dependence(model, background, cols, combos)[:, None])
         frames.append(_variant_rows(part, combos, encoder.options,
                                     int(block_index[part.nodes[0]])))
@@ -109,7 +117,7 @@ def _combine(raw: np.ndarray, hop_weights: Sequence[float] | None) -> np.ndarray
     return z @ weights
 
 
-def _variant_rows(part: Any, combos: np.ndarray, options: Sequence[Any],
+def _variant_rows(part: SubGraph, combos: np.ndarray, options: Sequence[QuantOption],
                   block_index: int) -> pd.DataFrame:
     keys = np.array([o.key for o in options], dtype=object)
     bits = np.array([o.bits for o in options], dtype=float)

@@ -209,7 +209,7 @@ def _draw_edges(ax, pos: np.ndarray, edges: np.ndarray, grey: np.ndarray) -> Non
     colors = np.zeros((len(edges), 4))
     colors[:, :3] = np.where(faint[:, None], 0.7, 0.2)
     colors[:, 3] = np.where(faint, 0.5, alpha)
-    ax.add_collection(LineCollection(segments, colors=colors, linewidths=0.6, zorder=1))
+    ax.add_collection(LineCollection(list(segments), colors=colors, linewidths=0.6, zorder=1))
 
 
 def _draw_nodes(ax, sub: OpGraph, pos: np.ndarray, grey: np.ndarray, labelled: bool) -> None:

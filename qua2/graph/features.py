@@ -20,8 +20,8 @@ statistics come from ``cache.option_stats(layer, option)``, which returns an obj
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -29,6 +29,26 @@ import torch
 from qua2.errors import Qua2Error
 from qua2.graph import vocab
 from qua2.graph.opgraph import OpGraph
+
+if TYPE_CHECKING:
+    from qua2.specs import QuantConfig, QuantOption
+
+class OptionSizes(Protocol):
+    """Size and error of one (layer, option), as an option-statistics source gives them."""
+
+    @property
+    def nbytes(self) -> float: ...
+    @property
+    def fp16_nbytes(self) -> float: ...
+    @property
+    def error(self) -> float: ...
+
+
+class OptionStatsSource(Protocol):
+    """Where option sizes and errors come from: an :class:`~qua2.quant.OptionCache` or
+    :class:`~qua2.surrogates.encoding.OptionStats`."""
+
+    def option_stats(self, layer: str, option: QuantOption) -> OptionSizes: ...
 
 
 def default_methods() -> tuple[str, ...]:
@@ -117,7 +137,8 @@ class GraphFeaturizer:
                 torch.cat([kinds, torch.ones_like(kinds)]))
 
     # ------------------------------------------------------------------ quant part
-    def _option_row(self, cache: Any, layer: str, option: Any) -> np.ndarray:
+    def _option_row(self, cache: OptionStatsSource, layer: str,
+                    option: QuantOption) -> np.ndarray:
         """The quant features of one (layer, option), memoised (one cache look-up each)."""
         key = (layer, option)
         row = self._rows.get(key)
@@ -135,7 +156,8 @@ class GraphFeaturizer:
             self._rows[key] = row
         return row
 
-    def quant_features(self, config: Any, cache: Any) -> torch.Tensor:
+    def quant_features(self, config: QuantConfig | Mapping[str, QuantOption] | None,
+                       cache: OptionStatsSource | None) -> torch.Tensor:
         """The quant part of the layer nodes, shape ``[num layers, len(quant_names)]``."""
         choices = dict(config.items()) if config is not None else {}
         if not choices.keys() <= self._layer_set:
@@ -146,20 +168,23 @@ class GraphFeaturizer:
             raise Qua2Error("featurizing a quantization config needs the option cache "
                             "(for each option's size ratio and error).")
         fp = self._fp_row_np
-        rows = [fp if (option := choices.get(layer)) is None
+        # (cache is None only when choices is empty, checked above)
+        rows = [fp if (option := choices.get(layer)) is None or cache is None
                 else self._option_row(cache, layer, option) for layer in self.layer_names]
         if not rows:
             return torch.zeros(0, len(self.quant_names))
         return torch.from_numpy(np.stack(rows))
 
     # ------------------------------------------------------------------ data objects
-    def node_features(self, config: Any = None, cache: Any = None) -> torch.Tensor:
+    def node_features(self, config: QuantConfig | Mapping[str, QuantOption] | None = None,
+                      cache: OptionStatsSource | None = None) -> torch.Tensor:
         """The full feature matrix ``[num nodes, num features]`` for one config."""
         quant = self.fp_row.repeat(self.graph.num_nodes, 1)
         quant[self.layer_rows] = self.quant_features(config, cache)
         return torch.cat([self.static, quant], dim=1)
 
-    def __call__(self, config: Any = None, cache: Any = None, y: float | None = None):
+    def __call__(self, config: QuantConfig | Mapping[str, QuantOption] | None = None,
+                 cache: OptionStatsSource | None = None, y: float | None = None):
         """One ``torch_geometric.data.Data`` (``x``, ``edge_index``, ``edge_type``, ``y``)."""
         from torch_geometric.data import Data
 
@@ -169,7 +194,8 @@ class GraphFeaturizer:
             data.y = torch.tensor([float(y)])
         return data
 
-    def batch(self, configs: Sequence[Any], cache: Any, y: Sequence[float] | None = None):
+    def batch(self, configs: Sequence[QuantConfig | Mapping[str, QuantOption] | None],
+              cache: OptionStatsSource | None, y: Sequence[float] | None = None):
         """A ``torch_geometric.data.Batch`` of many configs of this graph, built directly.
 
         Equivalent to ``Batch.from_data_list([self(c, cache) for c in configs])`` (also for

@@ -70,7 +70,8 @@ def _binary(args: tuple) -> torch.Tensor | None:
     shape = _broadcast([a.shape for a in operands if isinstance(a, torch.Tensor)])
     if shape is None:
         return None  # let the real op raise its shape error
-    return torch.empty(shape, dtype=torch.result_type(*operands), device="meta")
+    first, second = operands
+    return torch.empty(shape, dtype=torch.result_type(first, second), device="meta")
 
 
 def _broadcast(shapes: list[torch.Size]) -> list[int] | None:

@@ -26,7 +26,7 @@ live           the node's value reaches the output
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,8 +41,10 @@ if TYPE_CHECKING:
     import networkx as nx
     from torch_geometric.data import Data
 
+    from qua2.graph.features import OptionStatsSource
     from qua2.graph.partition import SubGraph
     from qua2.graph.recorder import RawNode, Recorder
+    from qua2.specs import QuantConfig, QuantOption
 
 COLUMNS = ("name", "op_type", "func", "module", "block", "stage", "role", "params",
            "param_names", "weight_shape", "quantizable", "block_index", "depth", "live")
@@ -159,7 +161,8 @@ class OpGraph:
         graph.add_edges_from(map(tuple, self.edges.tolist()))
         return graph
 
-    def to_pyg(self, config: Any = None, cache: Any = None, *, reverse_edges: bool = False,
+    def to_pyg(self, config: QuantConfig | Mapping[str, QuantOption] | None = None,
+               cache: OptionStatsSource | None = None, *, reverse_edges: bool = False,
                methods: Sequence[str] | None = None) -> Data:
         """A ``torch_geometric.data.Data`` for one quantization config (see ``features``)."""
         from qua2.graph.features import GraphFeaturizer

@@ -21,6 +21,7 @@ recomputation: its outputs are mapped to the first call's nodes instead of new o
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,11 +120,11 @@ class Recorder(TorchFunctionMode):
 
     # ------------------------------------------------------------------ nodes
     def add_node(self, name: str, op_type: str, module: str, func: str, preds: frozenset[int],
-                 params: frozenset[str] | list[str] = (),
+                 params: Iterable[str] = (),
                  weight_shape: tuple[int, ...] | None = None) -> int:
-        params = sorted(set(params) - self.attributed)
-        self.attributed.update(params)
-        self.nodes.append(RawNode(name, op_type, module, func, sorted(preds), params,
+        owned = sorted(set(params) - self.attributed)
+        self.attributed.update(owned)
+        self.nodes.append(RawNode(name, op_type, module, func, sorted(preds), owned,
                                   weight_shape, len(self.nodes)))
         return len(self.nodes) - 1
 
@@ -219,7 +220,7 @@ class Recorder(TorchFunctionMode):
         bound = _MHA_SIGNATURE.bind(*args, **kwargs).arguments
         pending = set(self._merge(list(tensors_in((args, kwargs)))).params)
         separate = bound.get("use_separate_proj_weight", False)
-        projected = []
+        projected: list[int] = []
         for stream, weight_key in (("query", "q_proj_weight"), ("key", "k_proj_weight"),
                                    ("value", "v_proj_weight")):
             weight = bound[weight_key] if separate else bound["in_proj_weight"]

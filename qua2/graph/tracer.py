@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -21,6 +21,9 @@ from qua2.errors import Qua2Error
 from qua2.graph.opgraph import OpGraph
 from qua2.graph.recorder import Provenance, RawNode, Recorder
 from qua2.graph.tensors import tensors_in
+
+if TYPE_CHECKING:
+    from qua2.models.base import DenoiserAdapter
 
 
 def trace(module: nn.Module, *args: Any, **kwargs: Any) -> OpGraph:
@@ -60,7 +63,7 @@ def trace(module: nn.Module, *args: Any, **kwargs: Any) -> OpGraph:
     return graph
 
 
-def trace_adapter(adapter: Any, batch_size: int = 1) -> OpGraph:
+def trace_adapter(adapter: DenoiserAdapter, batch_size: int = 1) -> OpGraph:
     """Trace a :class:`~qua2.models.base.DenoiserAdapter` on its own example inputs."""
     try:
         example = adapter.example_inputs(batch_size)
@@ -144,7 +147,8 @@ def _pin_attention_processors(module: nn.Module) -> list[tuple[nn.Module, Any]]:
         processor = getattr(sub, "processor", None)
         if isinstance(processor, classic):
             swapped.append((sub, processor))
-            sub.processor = AttnProcessor2_0()
+            # torch types module attributes as Tensor | Module; diffusers stores processors there
+            sub.processor = AttnProcessor2_0()  # type: ignore[assignment]
     return swapped
 
 

@@ -21,11 +21,15 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from qua2.errors import Qua2Error
+
+if TYPE_CHECKING:
+    from transformers import CLIPModel, PreTrainedTokenizerBase
 
 CLIP_ENV = "QUA2_CLIP_MODEL"
 #: OpenAI CLIP normalisation, used when the model directory has no preprocessor config.
@@ -70,7 +74,7 @@ class ClipScorer:
     gives FD in CLIP space ("fd_clip", Kynkäänniemi et al., 2023).
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: object | None, model_id: str,
+    def __init__(self, model: CLIPModel, tokenizer: PreTrainedTokenizerBase | None, model_id: str,
                  image_size: int, mean: Sequence[float] = CLIP_MEAN,
                  std: Sequence[float] = CLIP_STD) -> None:
         self.model = model.eval()
@@ -100,8 +104,12 @@ class ClipScorer:
             except (OSError, ValueError, TypeError) as err:
                 raise Qua2Error(f"the tokenizer in {str(root)!r} could not be loaded ({err}); "
                                 "re-save it with save_pretrained().") from err
-        mean, std, size = _preprocessing(root, model.config.vision_config.image_size)
-        return cls(model.to(device), tokenizer, directory_id(root, "clip"), size, mean, std)
+        # CLIPConfig builds its sub-configs in __post_init__; its annotations allow dicts.
+        config: Any = model.config
+        mean, std, size = _preprocessing(root, config.vision_config.image_size)
+        # PreTrainedModel.to is wrapped by a decorator whose typing takes the model as argument 1.
+        moved = model.to(device)  # type: ignore[arg-type]
+        return cls(moved, tokenizer, directory_id(root, "clip"), size, mean, std)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike | None = None,
@@ -141,7 +149,8 @@ class ClipScorer:
         if self.tokenizer is None:
             raise Qua2Error(f"the CLIP directory of {self.id} has no tokenizer; save one with "
                             "the model or pass text_embeddings instead of prompts.")
-        max_len = self.model.config.text_config.max_position_embeddings
+        config: Any = self.model.config  # (see from_pretrained)
+        max_len = config.text_config.max_position_embeddings
         tokens = self.tokenizer(list(prompts), padding=True, truncation=True,
                                 max_length=max_len, return_tensors="pt").to(self.device)
         out = self.model.get_text_features(input_ids=tokens["input_ids"],
@@ -151,9 +160,12 @@ class ClipScorer:
     def score_per_image(self, images: torch.Tensor, prompts: Sequence[str] | None = None,
                         text_embeddings: torch.Tensor | None = None) -> torch.Tensor:
         """``100 · max(cos(image, text), 0)`` for each (image, prompt) pair, ``[N]``."""
-        if (prompts is None) == (text_embeddings is None):
+        if text_embeddings is not None and prompts is None:
+            text = text_embeddings
+        elif prompts is not None and text_embeddings is None:
+            text = self.text_embeddings(prompts)
+        else:
             raise Qua2Error("pass either prompts or text_embeddings to the CLIP score.")
-        text = text_embeddings if text_embeddings is not None else self.text_embeddings(prompts)
         if len(text) != len(images):
             raise Qua2Error(f"got {len(text)} prompts for {len(images)} images; pass one "
                             "prompt per image.")
@@ -167,7 +179,7 @@ class ClipScorer:
         return float(self.score_per_image(images, prompts, text_embeddings).mean())
 
 
-def _pooled(out: object) -> torch.Tensor:
+def _pooled(out: Any) -> torch.Tensor:
     # transformers < 5 returns the projected tensor; 5.x returns an output with pooler_output.
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 

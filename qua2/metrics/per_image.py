@@ -40,8 +40,11 @@ class ImageScores:
 
     def aggregate(self, index: np.ndarray | None = None) -> dict[str, float]:
         """Every metric of the images ``index`` picks (with repeats), or of all images."""
-        pick = slice(None) if index is None else np.asarray(index)
-        count = self.n_images if index is None else len(pick)
+        pick: slice | np.ndarray = slice(None)
+        count = self.n_images
+        if index is not None:
+            pick = np.asarray(index)
+            count = len(pick)
         out: dict[str, float] = {"n_images": float(count)}
         for key, features in self.features.items():
             out[key] = self.frechet[key].distance(GaussianStats.from_features(features[pick]))

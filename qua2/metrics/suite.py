@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,6 +39,9 @@ from qua2.metrics.per_image import ImageScores
 from qua2.metrics.registry import METRICS
 from qua2.paths import cache_dir
 
+if TYPE_CHECKING:
+    from qua2.metrics.clip import ClipScorer
+
 
 class MetricSuite:
     """A fixed set of metrics, with their networks and reference statistics loaded once.
@@ -48,7 +52,8 @@ class MetricSuite:
     """
 
     def __init__(self, frechet: Mapping[str, FrechetScorer] | None = None,
-                 classifier: DigitsClassifier | None = None, clip: object | None = None) -> None:
+                 classifier: DigitsClassifier | None = None,
+                 clip: ClipScorer | None = None) -> None:
         self.frechet = dict(frechet or {})
         self.classifier = classifier
         self.clip = clip

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import torch
 from torch import nn
@@ -27,6 +27,7 @@ from qua2.quant.layers import quantizable_layers
 
 Conditioning = Literal["class", "text"]
 CondBatch = dict[str, Any]
+_Adapter = TypeVar("_Adapter", bound="DenoiserAdapter")
 
 
 @dataclass
@@ -71,7 +72,7 @@ class DenoiserAdapter:
     def dtype(self) -> torch.dtype:
         return next(self.module.parameters()).dtype
 
-    def to(self, device: torch.device | str) -> DenoiserAdapter:
+    def to(self: _Adapter, device: torch.device | str) -> _Adapter:
         self.module.to(device)
         return self
 
@@ -160,6 +161,14 @@ class DenoiserAdapter:
             out = self._guided(model_in, t, cond, uncond, scale)
             latents = scheduler.step(out, t, latents, return_dict=False)[0]
         return self.decode(latents).float().clamp(-1, 1).cpu()
+
+
+def config_of(module: nn.Module) -> Any:
+    """The diffusers config of ``module``: a ``FrozenDict`` whose keys are also attributes.
+
+    (``nn.Module.__getattr__`` is typed ``Tensor | Module``, which hides that.)
+    """
+    return cast(Any, module).config
 
 
 def _cat(a: Any, b: Any) -> Any:

@@ -11,9 +11,12 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from qua2.errors import Qua2Error
+
+if TYPE_CHECKING:
+    from qua2.models.base import DenoiserAdapter
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,8 @@ for _name, _loader in {
     register_family(_name, f"qua2.models.families.{_loader}")
 
 
-def load_model(family: str, path: str | Path | None = None, **options: Any):
+def load_model(family: str, path: str | Path | None = None,
+               **options: Any) -> DenoiserAdapter:
     """Build the adapter of ``family`` (from ``path`` where the family needs a directory)."""
     module_name, func_name = get_family(family).loader.split(":")
     loader = getattr(importlib.import_module(module_name), func_name)

@@ -78,7 +78,8 @@ def train_ddpm(
     scheduler = DDPMScheduler(
         num_train_timesteps=recipe.num_train_timesteps, beta_schedule=recipe.beta_schedule
     )
-    alphas = scheduler.alphas_cumprod.to(images.dtype)
+    # Set in DDPMScheduler.__init__, which diffusers' @register_to_config hides from mypy.
+    alphas = scheduler.alphas_cumprod.to(images.dtype)  # type: ignore[attr-defined]
     # Denormal floats make CPU kernels crawl late in training, when updates become tiny.
     previous_flush = torch.set_flush_denormal(True)
     with torch.random.fork_rng(devices=[]):

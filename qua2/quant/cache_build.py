@@ -158,7 +158,7 @@ def _plan(module: nn.Module, layers: Sequence[str], space: SearchSpace, old: dic
         if prev is not None and prev["weight_hash"] != digest:
             report.reasons["changed weights"] += len(space)
             prev = None
-        entry = {"shape": list(weight.shape), "dtype": dtype_name(weight.dtype),
+        entry: dict[str, Any] = {"shape": list(weight.shape), "dtype": dtype_name(weight.dtype),
                  "numel": weight.numel(), "weight_hash": digest, "options": {}}
         missing = []
         for option in space:

@@ -45,6 +45,7 @@ from qua2.quant.cache import OptionCache
 from qua2.quant.cache_build import layer_weight
 from qua2.quant.qweight import QuantizedWeight
 from qua2.quant.store import atomic_write_json, file_digest, module_digest, tensor_digest
+from qua2.specs import QuantConfig
 from qua2.version import __version__
 
 EXPORT_FORMAT = "qua2-packed"
@@ -136,7 +137,7 @@ def _blobs(tensors: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Any
     return {blob: torch.cat(flat) for blob, flat in parts.items()}, where
 
 
-def _pack_layers(module: nn.Module, config: Any, cache: OptionCache
+def _pack_layers(module: nn.Module, config: QuantConfig, cache: OptionCache
                  ) -> tuple[list[Tensor], list[Tensor], dict[str, Any]]:
     """Packed codes and fp16 params of every configured layer, and their manifest entries."""
     codes: list[Tensor] = []
@@ -198,7 +199,7 @@ def _save_atomic(tensors: dict[str, Tensor], metadata: dict[str, str], path: Pat
         raise
 
 
-def _manifest(module: nn.Module, config: Any, cache: OptionCache, model_id: str,
+def _manifest(module: nn.Module, config: QuantConfig, cache: OptionCache, model_id: str,
               layers: dict[str, Any], unquantized: dict[str, Any], summary: ExportSummary
               ) -> dict:
     return {

@@ -94,7 +94,7 @@ def _is_gguf(method: str) -> bool:
 
 
 def _named_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
-    named = dict(module.named_parameters())
+    named: dict[str, torch.Tensor] = dict(module.named_parameters())
     named.update({k: v for k, v in module.named_buffers() if k not in named})
     return named
 

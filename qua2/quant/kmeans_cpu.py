@@ -25,7 +25,9 @@ from qua2.quant.kmeans import LLOYD_ITERS, SPLIT_ITERS, SPLIT_MERGE_ROUNDS
 def use_threads(count: int) -> Iterator[None]:
     """Run Numba's parallel loops on at most ``count`` threads inside the block."""
     previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))
+    # numba.config sets its NUMBA_* settings as globals at import, invisible to mypy.
+    limit = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+    numba.set_num_threads(max(1, min(count, limit)))
     try:
         yield
     finally:
@@ -125,7 +127,7 @@ def _split_merge(v: np.ndarray, p: np.ndarray, cuts: np.ndarray, min_gain: float
             gain[s] = gained
         # As the tensor version: only the two best splits, each with its cheapest merge that
         # does not touch it.
-        first = np.argmax(gain)
+        first = int(np.argmax(gain))
         second = -1
         for s in range(k):
             if s != first and (second < 0 or gain[s] > gain[second]):

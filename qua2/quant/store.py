@@ -35,7 +35,7 @@ def tensor_digest(tensor: Tensor) -> str:
     digest.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
     if t.numel():
         flat = t.contiguous().reshape(-1).cpu()
-        digest.update(memoryview(flat.view(torch.uint8).numpy()))
+        digest.update(flat.view(torch.uint8).numpy().data)  # the array's bytes, no copy
     return digest.hexdigest()
 
 

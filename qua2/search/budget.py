@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from qua2.errors import Qua2Error
 from qua2.specs import QuantConfig, QuantOption, SearchSpace
+
+if TYPE_CHECKING:
+    from qua2.graph.features import OptionStatsSource
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,8 @@ class CostTable:
     fp16_nbytes: np.ndarray  # [L]
 
     @classmethod
-    def from_cache(cls, layers: Sequence[str], space: SearchSpace, cache: Any) -> CostTable:
+    def from_cache(cls, layers: Sequence[str], space: SearchSpace,
+                   cache: OptionStatsSource) -> CostTable:
         options = tuple(space)
         nbytes = np.array([[cache.option_stats(layer, o).nbytes for o in options]
                            for layer in layers], dtype=np.float64)

@@ -272,7 +272,7 @@ def paired_comparisons(study: Study, candidates: list[Candidate],
 
     ``delta`` is pick − other; ``verdict`` says which is better when the interval excludes 0.
     """
-    primary = study.config.metrics.primary
+    primary = study.config.metrics.primary_metric
     sign = -1.0 if study.config.metrics.lower_is_better else 1.0
     by_id = {r.name: r for r in results}
     anchors = [c for c in candidates if c.kind == "anchor"]
@@ -304,7 +304,7 @@ def markdown_tables(study: Study, table: pd.DataFrame,
                     comparisons: pd.DataFrame | None = None) -> str:
     """A Markdown table per budget: candidates sorted by the primary metric, with 95% CIs,
     followed by qua2's pick against each baseline (paired differences)."""
-    primary = study.config.metrics.primary
+    primary = study.config.metrics.primary_metric
     ascending = study.config.metrics.lower_is_better
     shown = [m for m in (primary, "class_accuracy", "clip_score", "psnr", "ssim") if m in table]
     activations = study.precision_label

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,6 +21,9 @@ from qua2.specs import QuantConfig
 from qua2.study.reference import Reference, get_reference
 from qua2.study.scoring import Scorer, build_scorer
 from qua2.study.study import Study
+
+if TYPE_CHECKING:
+    from qua2.quant.cache import OptionCache
 
 
 @dataclass
@@ -37,7 +40,7 @@ class Evaluation:
 def objective(study: Study, metrics: dict[str, float], avg_bits: float | None) -> float:
     """The study's primary objective, *higher is better* (Qua²SeDiMo: −FID − λ·avg_bits)."""
     section = study.config.metrics
-    value = metrics[section.primary]
+    value = metrics[section.primary_metric]
     signed = -value if section.lower_is_better else value
     return signed - section.bits_penalty * (avg_bits or 0.0)
 
@@ -45,7 +48,7 @@ def objective(study: Study, metrics: dict[str, float], avg_bits: float | None) -
 class Evaluator:
     """Scores configurations of one study; build once per worker process, reuse for many."""
 
-    def __init__(self, study: Study, cache: Any, reference: Reference | None = None,
+    def __init__(self, study: Study, cache: OptionCache, reference: Reference | None = None,
                  scorer: Scorer | None = None) -> None:
         self.study = study
         self.cache = cache

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from qua2.io import DamagedArtifactError, read_json_object
 from qua2.log import say
 from qua2.study.study import Study
 
+if TYPE_CHECKING:
+    from qua2.graph import OpGraph
+
 GRAPH_FILE = "graph.json"
 
 
-def study_graph(study: Study):
+def study_graph(study: Study) -> OpGraph:
     """The :class:`~qua2.graph.OpGraph` of the study's denoiser (traced on first use)."""
     from qua2.graph import OpGraph, trace_adapter
 

@@ -251,7 +251,7 @@ class Store:
         return _to_row(row)
 
     def rows(self, status: str | None = None, kind: str | None = None) -> list[Row]:
-        query, args = "SELECT * FROM configs WHERE 1=1", []
+        query, args = "SELECT * FROM configs WHERE 1=1", list[str]()
         if status:
             query, args = query + " AND status=?", [*args, status]
         if kind:
@@ -259,7 +259,7 @@ class Store:
         return [_to_row(r) for r in self._db.execute(query + " ORDER BY seq", args)]
 
     def count(self, status: str | None = None, kind: str | None = None) -> int:
-        query, args = "SELECT count(*) FROM configs WHERE 1=1", []
+        query, args = "SELECT count(*) FROM configs WHERE 1=1", list[str]()
         if status:
             query, args = query + " AND status=?", [*args, status]
         if kind:

@@ -13,12 +13,18 @@ import contextlib
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from qua2.errors import Qua2Error
 from qua2.study.config import StudyConfig, load_study_config
+
+if TYPE_CHECKING:
+    from qua2.activations.prepare import PreparedActivations
+    from qua2.models.base import DenoiserAdapter
+    from qua2.quant.apply import ConfigLike
+    from qua2.quant.cache import OptionCache
 
 STUDY_FILE = "study.yaml"
 
@@ -50,7 +56,7 @@ class Study:
         self.directory = Path(directory)
         self.config = config
         #: The open option cache (qua2.study.option_cache), shared by every config of a process.
-        self.option_cache: Any = None
+        self.option_cache: OptionCache | None = None
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -100,7 +106,7 @@ class Study:
         return resolve_device(self.config.model.device)
 
     @cached_property
-    def adapter(self) -> Any:
+    def adapter(self) -> DenoiserAdapter:
         """The denoiser adapter, loaded once per process."""
         from qua2.models import load_model
         from qua2.study.validate import check_study_paths
@@ -113,7 +119,7 @@ class Study:
         return adapter
 
     @cached_property
-    def activations(self) -> Any:
+    def activations(self) -> PreparedActivations | None:
         """The study's prepared activation quantization (calibrated once, cached), or None."""
         setting = self.config.activation_setting()
         if setting is None:
@@ -132,7 +138,7 @@ class Study:
         return "A16" if self.activations is None else self.activations.label
 
     @contextlib.contextmanager
-    def quantized(self, config: Any, cache: Any) -> Iterator[None]:
+    def quantized(self, config: ConfigLike, cache: OptionCache) -> Iterator[None]:
         """Weights of ``config`` from ``cache`` and the study's activation setting, together."""
         from qua2.quant import quantized
 

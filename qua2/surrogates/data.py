@@ -16,7 +16,7 @@ either out of distribution or selected by a surrogate.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,11 @@ import pandas as pd
 from qua2.errors import Qua2Error
 from qua2.metrics.registry import higher_is_better
 from qua2.surrogates.encoding import ConfigEncoder, OptionStats
+
+if TYPE_CHECKING:
+    from qua2.specs import QuantOption
+    from qua2.study.store import Row
+    from qua2.study.study import Study
 
 OPTION_STATS_FILE = ("surrogates", "option_stats.json")
 CV_KIND = "random"
@@ -81,7 +86,8 @@ class StudyData:
         return np.flatnonzero(self.mask((CV_KIND,), target))
 
 
-def study_option_stats(study: Any, layers: list[str], options: list[Any]) -> OptionStats | None:
+def study_option_stats(study: Study, layers: list[str],
+                       options: list[QuantOption]) -> OptionStats | None:
     """Option statistics from ``surrogates/option_stats.json``, read once from the option
     cache when missing; ``None`` when no cache can be opened (features then omit the error)."""
     path = study.path(*OPTION_STATS_FILE)
@@ -103,7 +109,7 @@ def study_option_stats(study: Any, layers: list[str], options: list[Any]) -> Opt
     return stats
 
 
-def study_layers(study: Any, rows: list[Any]) -> list[str]:
+def study_layers(study: Study, rows: list[Row]) -> list[str]:
     """The layers in graph (execution) order, then any others the rows name."""
     graph_path = study.path("graph.json")
     ordered: list[str] = []
@@ -117,7 +123,7 @@ def study_layers(study: Any, rows: list[Any]) -> list[str]:
     return list(seen)
 
 
-def load_study_data(study: Any, *, encoding: str = "option", use_error: bool = True,
+def load_study_data(study: Study, *, encoding: str = "option", use_error: bool = True,
                     stats: OptionStats | None = None) -> StudyData:
     """Read the study's ``done`` rows into a :class:`StudyData`."""
     from qua2.study.store import Store
@@ -137,5 +143,5 @@ def load_study_data(study: Any, *, encoding: str = "option", use_error: bool = T
     avg_bits = np.array([np.nan if r.avg_bits is None else r.avg_bits for r in rows])
     section = study.config.metrics
     return StudyData(encoder, choices, np.array([r.kind for r in rows]), [r.id for r in rows],
-                     metrics, avg_bits, [r.tags for r in rows], section.primary,
-                     section.lower_is_better)
+                     metrics, avg_bits, [r.tags for r in rows], section.primary_metric,
+                     section.primary_lower_is_better)

@@ -34,12 +34,15 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from qua2.errors import Qua2Error
 from qua2.specs import QuantConfig, QuantOption
+
+if TYPE_CHECKING:
+    from qua2.graph.features import OptionStatsSource
 
 FP_CHOICE = -1
 FP_BITS = 16
@@ -78,7 +81,7 @@ class OptionStats:
                    for layer in layers)
 
     @classmethod
-    def from_cache(cls, cache: Any, layers: Sequence[str],
+    def from_cache(cls, cache: OptionStatsSource, layers: Sequence[str],
                    options: Sequence[QuantOption]) -> OptionStats:
         """Read the statistics of every (layer, option) from an option cache."""
         table: dict[str, dict[str, OptionStat]] = {}

@@ -19,18 +19,23 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from qua2.errors import Qua2Error
-from qua2.io import DamagedArtifactError, read_json_object
+from qua2.io import DamagedArtifactError, read_json_object_or_none
 from qua2.log import say
 from qua2.surrogates.base import Surrogate, load_surrogate
 from qua2.surrogates.cv import DEFAULT_CURVE, CVResult, cross_validate
-from qua2.surrogates.data import StudyData, load_study_data
+from qua2.surrogates.data import StudyData, Target, load_study_data
 from qua2.surrogates.registry import get_surrogate
 from qua2.surrogates.report import write_markdown
+
+if TYPE_CHECKING:
+    from qua2.graph import OpGraph
+    from qua2.study.stages import RunOptions
+    from qua2.study.study import Study
 
 REPORT_JSON = "cv_report.json"
 
@@ -56,7 +61,7 @@ class FitOptions:
 
 
 def make_surrogate(kind: str, data: StudyData, options: FitOptions,
-                   graph: Any = None) -> Surrogate:
+                   graph: OpGraph | None = None) -> Surrogate:
     """An unfitted surrogate of ``kind`` for ``data`` with the options' hyper-parameters."""
     spec = get_surrogate(kind)
     params: dict[str, Any] = {"encoder": data.encoder, "random_state": options.seed}
@@ -90,7 +95,7 @@ def _curve_for(kind: str, options: FitOptions) -> tuple[int, ...]:
     return options.curve_sizes if (not get_surrogate(kind).slow or options.curve_gnn) else ()
 
 
-def fit_study(study: Any, options: FitOptions | None = None) -> dict[str, Any]:
+def fit_study(study: Study, options: FitOptions | None = None) -> dict[str, Any]:
     """Cross-validate and fit the options' surrogates; returns the (merged) report."""
     options = options or FitOptions()
     for kind in options.surrogates:
@@ -125,7 +130,7 @@ def fit_study(study: Any, options: FitOptions | None = None) -> dict[str, Any]:
     return report
 
 
-def _validate(kind: str, estimator: Surrogate, data: StudyData, target: Any,
+def _validate(kind: str, estimator: Surrogate, data: StudyData, target: Target,
               options: FitOptions) -> CVResult:
     def progress(done: int, total: int) -> None:
         if get_surrogate(kind).slow:
@@ -143,7 +148,7 @@ def _validate(kind: str, estimator: Surrogate, data: StudyData, target: Any,
     return result
 
 
-def _fit_final(study: Any, kind: str, estimator: Surrogate, data: StudyData, target: Any,
+def _fit_final(study: Study, kind: str, estimator: Surrogate, data: StudyData, target: Target,
                options: FitOptions) -> None:
     from sklearn.base import clone
 
@@ -153,7 +158,7 @@ def _fit_final(study: Any, kind: str, estimator: Surrogate, data: StudyData, tar
                target=target.to_dict())
 
 
-def _finish_report(study: Any, data: StudyData, target: Any, options: FitOptions,
+def _finish_report(study: Study, data: StudyData, target: Target, options: FitOptions,
                    entries: dict[str, Any], frames: list[pd.DataFrame]) -> dict[str, Any]:
     ranked = sorted(entries, key=lambda k: -_nan_low(entries[k]["summary"]["spearman_mean"]))
     report = {"version": 1, "study": str(study.directory), "target": target.to_dict(),
@@ -168,7 +173,7 @@ def _finish_report(study: Any, data: StudyData, target: Any, options: FitOptions
     return report
 
 
-def _write_tables(study: Any, entries: dict[str, Any], frames: list[pd.DataFrame]) -> None:
+def _write_tables(study: Study, entries: dict[str, Any], frames: list[pd.DataFrame]) -> None:
     oof_path = study.path("surrogates", "oof_predictions.csv")
     old = pd.read_csv(oof_path) if oof_path.exists() else pd.DataFrame()
     if frames:
@@ -193,25 +198,19 @@ def _json_params(estimator: Surrogate) -> dict[str, Any]:
                                   if k not in estimator.data_params}, default=str))
 
 
-def _load_report(study: Any) -> dict[str, Any]:
+def _load_report(study: Study) -> dict[str, Any]:
     """The cross-validation report; a damaged one is treated as absent (everything refits)."""
     path = study.path("surrogates", REPORT_JSON)
-    if not path.exists():
-        return {}
-    try:
-        return read_json_object(path, "the surrogates are fitted again")
-    except DamagedArtifactError as error:
-        say(str(error))
-        return {}
+    return read_json_object_or_none(path, "the surrogates are fitted again") or {}
 
 
-def _graph(study: Any) -> Any:
+def _graph(study: Study) -> OpGraph:
     from qua2.study.graph import study_graph
 
     return study_graph(study)
 
 
-def load_fitted(study: Any, kind: str | None = None) -> Surrogate:
+def load_fitted(study: Study, kind: str | None = None) -> Surrogate:
     """A surrogate fitted by ``qua2 fit`` (default: the report's best one)."""
     report = _load_report(study)
     if not report and study.path("surrogates", REPORT_JSON).exists():  # damaged: fit again
@@ -230,9 +229,9 @@ def load_fitted(study: Any, kind: str | None = None) -> Surrogate:
         return load_surrogate(directory)
 
 
-def stage_fit(study: Any, options: Any = None) -> None:
+def stage_fit(study: Study, options: RunOptions | None = None) -> None:
     """Pipeline stage: cross-validate and fit every surrogate (skips what is up to date)."""
-    threads = getattr(options, "threads", None) or 1
+    threads = (options.threads if options is not None else None) or 1
     kinds = tuple(study.config.pipeline.surrogates)
     fit_study(study, FitOptions(surrogates=kinds, threads=threads))
 

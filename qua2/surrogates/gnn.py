@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +32,10 @@ from qua2.surrogates.base import Surrogate
 from qua2.surrogates.encoding import FP_CHOICE, ConfigEncoder, OptionStat
 from qua2.surrogates.gnn_model import CONVS, RANK_LOSSES, HopGNN, rank_loss
 
+if TYPE_CHECKING:
+    from qua2.graph import OpGraph
+    from qua2.specs import QuantOption
+
 WEIGHTS_FILE = "gnn_weights.safetensors"
 GRAPH_FILE = "graph.json"
 
@@ -39,14 +43,15 @@ GRAPH_FILE = "graph.json"
 class _BitsOnlyStats:
     """Option statistics when no cache is known: size ratio from bits, zero error."""
 
-    def option_stats(self, layer: str, option: Any) -> OptionStat:
+    def option_stats(self, layer: str, option: QuantOption) -> OptionStat:
         return OptionStat(float(option.bits), 16.0, 0.0)
 
 
 class GraphTables:
     """Node features of any choice matrix by table look-up (see module docs)."""
 
-    def __init__(self, graph: Any, encoder: ConfigEncoder, reverse_edges: bool = True) -> None:
+    def __init__(self, graph: OpGraph, encoder: ConfigEncoder,
+                 reverse_edges: bool = True) -> None:
         from qua2.graph.features import GraphFeaturizer
         from qua2.specs import QuantConfig
 
@@ -109,7 +114,7 @@ class GNNSurrogate(Surrogate):
     kind = "gnn"
     data_params = ("encoder", "graph")
 
-    def __init__(self, encoder: ConfigEncoder | None = None, graph: Any = None,
+    def __init__(self, encoder: ConfigEncoder | None = None, graph: OpGraph | None = None,
                  conv: str = "gatv2", hidden: int = 64, layers: int = 4, heads: int = 1,
                  epochs: int = 100, batch_size: int = 64, learning_rate: float = 3e-3,
                  weight_decay: float = 1e-4, rank_loss: str = "spearman",
@@ -135,10 +140,14 @@ class GNNSurrogate(Surrogate):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ training
-    def _check_params(self) -> None:
+    def _graph(self) -> OpGraph:
         if self.graph is None:
             raise Qua2Error("GNNSurrogate needs graph= (the study's OpGraph, see "
                             "qua2.study.graph.study_graph).")
+        return self.graph
+
+    def _check_params(self) -> None:
+        self._graph()
         if self.conv not in CONVS:
             raise Qua2Error(f"conv must be one of {CONVS}, got {self.conv!r}.")
         if self.rank_loss not in RANK_LOSSES:
@@ -147,7 +156,7 @@ class GNNSurrogate(Surrogate):
     def _build(self) -> None:
         self._check_params()
         self.device_ = _resolve_device(self.device)
-        self.tables_ = GraphTables(self.graph, self._encoder(), self.reverse_edges)
+        self.tables_ = GraphTables(self._graph(), self._encoder(), self.reverse_edges)
         self.module_ = HopGNN(self.tables_.in_dim, self.hidden, self.layers, self.conv,
                               self.heads).to(self.device_)
 
@@ -186,7 +195,8 @@ class GNNSurrogate(Surrogate):
             loss = loss + self.hop_rank_weight * torch.stack(hops).mean()
         return loss
 
-    def _inputs(self, choices: np.ndarray) -> tuple:
+    def _inputs(self, choices: np.ndarray
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
         tables = self.tables_
         x, ei, et, batch, b = _batched(tables.node_features(choices), tables.edge_index,
                                        tables.edge_type)
@@ -222,9 +232,10 @@ class GNNSurrogate(Surrogate):
         with _Threads(self.n_threads):
             for i in range(0, len(x), 1024):
                 features = tables.node_features(x[i:i + 1024], rows)
-                inputs = _batched(features, edge_index, edge_type)
-                moved = [t.to(self.device_) for t in inputs[:4]]
-                hops = self.module_.hops(*moved, inputs[4])
+                nodes, edges, types, batch, graphs = _batched(features, edge_index, edge_type)
+                dev = self.device_
+                hops = self.module_.hops(nodes.to(dev), edges.to(dev), types.to(dev),
+                                         batch.to(dev), graphs)
                 parts.append(torch.stack([e.norm(dim=1) for e in hops], dim=1).cpu())
         return torch.cat(parts).double().numpy()
 
@@ -237,7 +248,7 @@ class GNNSurrogate(Surrogate):
 
         state = {k: v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
         save_file(state, str(directory / WEIGHTS_FILE))
-        (directory / GRAPH_FILE).write_text(json.dumps(self.graph.to_dict()))
+        (directory / GRAPH_FILE).write_text(json.dumps(self._graph().to_dict()))
 
     def _load_model(self, directory: Path) -> None:
         from safetensors.torch import load_file

@@ -19,15 +19,21 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from qua2.specs import QuantConfig
 from qua2.surrogates.encoding import FP_CHOICE, ConfigEncoder, OptionStat, OptionStats
+
+if TYPE_CHECKING:
+    from qua2.graph.opgraph import OpGraph
+    from qua2.specs import QuantOption
+    from qua2.study.store import Store
 
 ROLE_WEIGHT = {"patch_in": 3.0, "time_embed": 1.5, "adaln": 1.2, "self_attn.q": 0.3,
                "self_attn.k": 0.3, "self_attn.v": 0.8, "self_attn.out": 1.0, "ff.in": 0.8,
@@ -79,7 +85,7 @@ class _GraphBuilder:
         return add(p + ":add.1", "add", blk, "trunk", "residual", (h, f2))
 
 
-def synthetic_graph(n_blocks: int = 4, width: int = 32) -> Any:
+def synthetic_graph(n_blocks: int = 4, width: int = 32) -> OpGraph:
     """A DiT-like :class:`~qua2.graph.OpGraph` with ``4 + 7·n_blocks`` weight layers."""
     from qua2.graph.opgraph import OpGraph
 
@@ -158,7 +164,7 @@ class SyntheticTruth:
         return out
 
 
-def _sensitivities(graph: Any, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
+def _sensitivities(graph: OpGraph, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
     nodes = graph.nodes[graph.nodes["quantizable"]]
     n_blocks = max(1, nodes["block"].str.startswith("transformer_blocks").sum() // 7)
     roles = nodes["role"].tolist()
@@ -173,7 +179,7 @@ def _sensitivities(graph: Any, rng: np.random.Generator) -> tuple[list[str], np.
     return [r.split(".")[0] for r in roles], np.asarray(weights) * jitter
 
 
-def synthetic_stats(graph: Any, options: Any) -> OptionStats:
+def synthetic_stats(graph: OpGraph, options: Sequence[QuantOption]) -> OptionStats:
     """Option statistics shaped like the real ones (bytes with overheads; error by bits)."""
     nodes = graph.nodes[graph.nodes["quantizable"]]
     table: dict[str, dict[str, OptionStat]] = {}
@@ -221,7 +227,8 @@ def make_synthetic_study(directory: str | Path, *, n_random: int = 300, n_blocks
     truth = SyntheticTruth(encoder, components, sensitivity, noise=noise)
     random = sample_configs(layers, space, n_random, seed=seed)
     truth.scale = float(np.std(truth.damage(encoder.choices(random)).sum(axis=1))) or 1.0
-    groups = [("uniform", uniform_configs(layers, space), None), ("random", random, None)]
+    groups: list[tuple[str, list[QuantConfig], list[dict] | None]] = [
+        ("uniform", uniform_configs(layers, space), None), ("random", random, None)]
     if sweep:
         pairs = sweep_configs(layers, space)
         groups.append(("sweep", [c for _, c in pairs],
@@ -237,7 +244,7 @@ def make_synthetic_study(directory: str | Path, *, n_random: int = 300, n_blocks
     return study, truth
 
 
-def _store_rows(store: Any, truth: SyntheticTruth, kind: str, configs: list[QuantConfig],
+def _store_rows(store: Store, truth: SyntheticTruth, kind: str, configs: list[QuantConfig],
                 tags: list[dict] | None, bits_penalty: float, rng: np.random.Generator) -> None:
     choices = truth.encoder.choices(configs)
     fid = truth.fid(choices, rng)

@@ -15,13 +15,16 @@ import json
 import string
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from qua2.errors import Qua2Error
+from qua2.models.base import config_of
+from qua2.models.families.common import DiffusersAdapter
 from qua2.models.families.loading import PIPELINES
+from qua2.models.families.text import TextToImageAdapter
 
 #: Families :func:`tiny_pipeline` can assemble.
 TINY_PIPELINE_FAMILIES = tuple(PIPELINES)
@@ -94,7 +97,9 @@ def t5_text_encoder(d_model: int) -> nn.Module:
 
     config = T5Config(vocab_size=3 + len(_LETTERS), d_model=d_model, d_kv=8, d_ff=2 * d_model,
                       num_layers=2, num_heads=2, relative_attention_num_buckets=8,
-                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+                      # transformers' @strict config takes extra kwargs its typing does not list
+                      decoder_start_token_id=0,  # type: ignore[call-arg]
+                      pad_token_id=0, eos_token_id=1)
     return T5EncoderModel(config).eval()
 
 
@@ -116,12 +121,14 @@ def tiny_vae(latent_channels: int = 4, *, shift_factor: float | None = None) -> 
     """
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(
+    vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=latent_channels,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
         block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4,
         sample_size=64, shift_factor=shift_factor,
-    ).eval()
+    )
+    # diffusers' many-mixin bases hide nn.Module from mypy; AutoencoderKL is one.
+    return cast(nn.Module, vae).eval()
 
 
 # ------------------------------------------------------------------------------ pipelines
@@ -190,7 +197,7 @@ def tiny_pipeline(family: str, seed: int = 0) -> Any:
     denoiser = _pipeline_denoiser(family, seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # transformers/diffusers initialise from the global generator
-        latent_channels = denoiser.config.in_channels // (4 if family == "flux" else 1)
+        latent_channels = config_of(denoiser).in_channels // (4 if family == "flux" else 1)
         shift = 0.1159 if family in ("sd3", "flux") else None
         components: dict[str, Any] = {
             spec.denoiser: denoiser, "vae": tiny_vae(latent_channels, shift_factor=shift),
@@ -214,7 +221,7 @@ def _pipeline_denoiser(family: str, seed: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         config = {**tiny_config("hunyuan"), "text_len": 77, "text_len_t5": 256}
-        return HunyuanDiT2DModel(**config).eval()
+        return cast(nn.Module, HunyuanDiT2DModel(**config)).eval()  # (see tiny_vae)
 
 
 def _pipeline_extras(family: str) -> dict[str, Any]:
@@ -231,7 +238,7 @@ def _pipeline_extras(family: str) -> dict[str, Any]:
 _TINY_TOKENS = {"pixart-alpha": 6, "pixart-sigma": 6, "sd3": 4, "flux": 6}
 
 
-def tiny_adapter(family: str, seed: int = 0, **options: Any) -> Any:
+def tiny_adapter(family: str, seed: int = 0, **options: Any) -> DiffusersAdapter:
     """A denoiser-level adapter of ``family``: tiny denoiser + scheduler, no VAE or encoders.
 
     ``generate`` then returns final latents (64-px geometry: 8 × 8 latents). Text families get a
@@ -253,14 +260,15 @@ def tiny_adapter(family: str, seed: int = 0, **options: Any) -> Any:
         defaults["max_sequence_length"] = _TINY_TOKENS[family]
     defaults.update(options)
     adapter = adapter_type.from_components(denoiser, tiny_scheduler(family), **defaults)
-    if adapter.conditioning == "text" and "negative" not in options and not _has_null(adapter):
+    if (isinstance(adapter, TextToImageAdapter) and "negative" not in options
+            and not _has_null(adapter)):
         negative = adapter.random_embeddings(1, seed=seed + 1000)[0]
         adapter = adapter_type.from_components(denoiser, tiny_scheduler(family),
                                                negative=negative, **defaults)
     return adapter
 
 
-def _has_null(adapter: Any) -> bool:
+def _has_null(adapter: TextToImageAdapter) -> bool:
     """Whether the adapter can build its unconditional branch as it is (SDXL: zeros)."""
     try:
         adapter.null_embedding()

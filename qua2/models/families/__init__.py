@@ -7,7 +7,10 @@ Importing this package is cheap: adapter classes are imported on first attribute
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qua2.models.families.common import DiffusersAdapter
 
 _EXPORTS = {
     "DiffusersAdapter": "common",
@@ -41,7 +44,7 @@ ADAPTERS = {
 __all__ = ["ADAPTERS", "adapter_class", *sorted(_EXPORTS)]
 
 
-def adapter_class(family: str) -> type:
+def adapter_class(family: str) -> type[DiffusersAdapter]:
     """The adapter class of a diffusers ``family`` (e.g. ``"sdxl"`` → ``SDXLAdapter``)."""
     return __getattr__(ADAPTERS[family])
 

@@ -22,13 +22,13 @@ import copy
 import inspect
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
 
 from qua2.errors import Qua2Error
-from qua2.models.base import CondBatch, DenoiserAdapter, ExampleInputs
+from qua2.models.base import CondBatch, DenoiserAdapter, ExampleInputs, config_of
 from qua2.models.families.loading import load_pipeline
 
 #: Schedulers that draw fresh noise inside ``step`` (breaking fixed-noise comparisons).
@@ -36,6 +36,8 @@ STOCHASTIC_SCHEDULERS = frozenset({
     "DDPMScheduler", "EulerAncestralDiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
     "DPMSolverSDEScheduler", "LCMScheduler", "TCDScheduler", "DDPMWuerstchenScheduler",
 })
+
+_Adapter = TypeVar("_Adapter", bound="DiffusersAdapter")
 
 
 class DiffusersAdapter(DenoiserAdapter):
@@ -76,14 +78,14 @@ class DiffusersAdapter(DenoiserAdapter):
 
     # ------------------------------------------------------------------- construction
     @classmethod
-    def from_components(cls, denoiser: nn.Module, scheduler: Any, vae: nn.Module | None = None,
-                        **options: Any) -> DiffusersAdapter:
+    def from_components(cls: type[_Adapter], denoiser: nn.Module, scheduler: Any,
+                        vae: nn.Module | None = None, **options: Any) -> _Adapter:
         """Wrap already built modules (a denoiser, its scheduler and optionally a VAE)."""
         _check_options(cls, options)
         return cls(denoiser, scheduler, vae=vae, **options)
 
     @classmethod
-    def from_pipeline(cls, pipeline: Any, **options: Any) -> DiffusersAdapter:
+    def from_pipeline(cls: type[_Adapter], pipeline: Any, **options: Any) -> _Adapter:
         """Wrap an already built diffusers pipeline (its text encoders are used for prompts)."""
         _check_options(cls, options)
         denoiser = getattr(pipeline, cls.denoiser_component, None)
@@ -96,9 +98,10 @@ class DiffusersAdapter(DenoiserAdapter):
                    pipeline=pipeline, **options)
 
     @classmethod
-    def from_directory(cls, path: str | Path | None, *, dtype: torch.dtype | str | None = None,
+    def from_directory(cls: type[_Adapter], path: str | Path | None, *,
+                       dtype: torch.dtype | str | None = None,
                        device: torch.device | str | None = None, text_encoders: bool = True,
-                       **options: Any) -> DiffusersAdapter:
+                       **options: Any) -> _Adapter:
         """Load the ``cls.family`` pipeline saved under ``path`` (a local directory).
 
         ``dtype`` casts every component (e.g. ``"float16"``), ``device`` moves them (CUDA when
@@ -114,7 +117,7 @@ class DiffusersAdapter(DenoiserAdapter):
     def _resolution(self, module: nn.Module,
                     resolution: int | Sequence[int] | None) -> tuple[int, int]:
         if resolution is None:
-            sample = getattr(module.config, "sample_size", None)
+            sample = getattr(config_of(module), "sample_size", None)
             if sample is None:
                 return self.default_resolution, self.default_resolution
             sample = sample if isinstance(sample, (list, tuple)) else (sample, sample)
@@ -126,11 +129,11 @@ class DiffusersAdapter(DenoiserAdapter):
 
     def _latent_shape(self, module: nn.Module) -> tuple[int, int, int]:
         """``[C, h, w]`` of the latents the scheduler steps on."""
-        channels = int(module.config.in_channels)
+        channels = int(config_of(module).in_channels)
         return channels, self.height // self.vae_scale_factor, self.width // self.vae_scale_factor
 
     # ------------------------------------------------------------------- device
-    def to(self, device: torch.device | str) -> DiffusersAdapter:
+    def to(self: _Adapter, device: torch.device | str) -> _Adapter:
         """Move the denoiser, the VAE and any text encoders to ``device``."""
         if self.pipeline is not None:
             self.pipeline.to(device)
@@ -170,13 +173,14 @@ class DiffusersAdapter(DenoiserAdapter):
         """Latents → images in [-1, 1] through the VAE; without a VAE the latents themselves."""
         if self.vae is None:
             return latents
-        config = self.vae.config
+        config = config_of(self.vae)
         # The VAE may sit elsewhere than the denoiser (e.g. only the module was moved or cast).
         weight = next(self.vae.parameters())
         z = latents.to(device=weight.device, dtype=weight.dtype) / config.scaling_factor
         if getattr(config, "shift_factor", None) is not None:
             z = z + config.shift_factor
-        return self.vae.decode(z, return_dict=False)[0]
+        vae: Any = self.vae  # a diffusers autoencoder (``decode`` is not an nn.Module method)
+        return vae.decode(z, return_dict=False)[0]
 
     @torch.no_grad()
     def example_inputs(self, batch_size: int = 1) -> ExampleInputs:
@@ -261,14 +265,14 @@ def _vae_scale_factor(vae: nn.Module | None) -> int:
     """Pixels per latent pixel: 2^(VAE levels − 1); 8 (every SD/PixArt/Flux VAE) without one."""
     if vae is None:
         return 8
-    return 2 ** (len(vae.config.block_out_channels) - 1)
+    return 2 ** (len(config_of(vae).block_out_channels) - 1)
 
 
 _DIRECTORY_OPTIONS = frozenset({"dtype", "device", "text_encoders"})
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
-def _check_options(cls: type, options: dict[str, Any],
+def _check_options(cls: type[DiffusersAdapter], options: dict[str, Any],
                    extra: frozenset[str] = frozenset()) -> None:
     """Unknown keyword options fail with the list of valid ones (not a TypeError)."""
     valid: set[str] = set()

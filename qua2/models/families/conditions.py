@@ -9,7 +9,7 @@ safetensors), and pass them as conditions from then on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -55,13 +55,29 @@ class PromptEmbedding:
             moved[name] = value
         return PromptEmbedding(**moved)
 
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, torch.Tensor | None]) -> PromptEmbedding:
+        """Build one from ``{field: tensor or None}``; ``embeds`` must be a tensor."""
+        embeds = fields.get("embeds")
+        if embeds is None:
+            raise Qua2Error(
+                "a PromptEmbedding needs an embeds tensor [tokens, dim]; encode the prompts "
+                "with the adapter's encode_prompts()."
+            )
+        return cls(embeds, **{k: v for k, v in fields.items() if k != "embeds"})
+
     @staticmethod
     def unbatch(**batched: torch.Tensor | None) -> list[PromptEmbedding]:
         """Split batch-first tensors (``embeds=[N, L, D]``, ``pooled=[N, P]`` …) into N items."""
-        n = batched["embeds"].shape[0]
+        embeds = batched.get("embeds")
+        if embeds is None:
+            raise Qua2Error(
+                "PromptEmbedding.unbatch needs a batch-first embeds tensor [N, tokens, dim]; "
+                "encode the prompts with the adapter's encode_prompts()."
+            )
         items = []
-        for i in range(n):
-            items.append(PromptEmbedding(**{
+        for i in range(embeds.shape[0]):
+            items.append(PromptEmbedding.from_fields({
                 k: (v[i] if v is not None else None) for k, v in batched.items()
             }))
         return items

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from qua2.errors import Qua2Error
-from qua2.models.base import CondBatch, ExampleInputs
+from qua2.models.base import CondBatch, ExampleInputs, config_of
 from qua2.models.families.common import DiffusersAdapter
 
 
@@ -31,7 +31,7 @@ class DiTAdapter(DiffusersAdapter):
     @property
     def num_classes(self) -> int:
         """Number of real classes; the id after the last one is the null class."""
-        return int(self.module.config.num_embeds_ada_norm)
+        return int(config_of(self.module).num_embeds_ada_norm)
 
     def class_ids(self, conditions: Sequence[Any]) -> list[int]:
         """Class ids for ``conditions`` (ids or, with a pipeline's ``id2label``, label names)."""

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qua2.models.base import CondBatch, ExampleInputs
+from qua2.models.base import CondBatch, ExampleInputs, config_of
 from qua2.models.families.text import TextToImageAdapter
 
 
@@ -60,12 +60,12 @@ class SD3Adapter(FlowMatchingAdapter):
 
     @property
     def image_tokens(self) -> int:
-        patch = int(self.module.config.patch_size)
+        patch = int(config_of(self.module).patch_size)
         return (self.latent_shape[1] // patch) * (self.latent_shape[2] // patch)
 
     def _encode_text(self, prompts: list[str]) -> dict[str, torch.Tensor | None]:
         # Without text_encoder_3 (T5) the pipeline pads with zeros, as diffusers does.
-        embeds, _, pooled, _ = self.pipeline.encode_prompt(
+        embeds, _, pooled, _ = self.text_pipeline.encode_prompt(
             prompts, None, None, device=self.text_device, do_classifier_free_guidance=False,
             max_sequence_length=self.max_sequence_length,
         )
@@ -76,10 +76,10 @@ class SD3Adapter(FlowMatchingAdapter):
         """CLIP tokens (77, or the tokenizer's maximum) followed by the T5 tokens."""
         tokenizer = getattr(self.pipeline, "tokenizer", None)
         clip = int(tokenizer.model_max_length) if tokenizer is not None else 77
-        return clip + int(self.max_sequence_length)
+        return clip + self.sequence_length
 
     def embedding_shapes(self) -> dict[str, tuple[int, ...]]:
-        config = self.module.config
+        config = config_of(self.module)
         return {"embeds": (self.prompt_tokens, int(config.joint_attention_dim)),
                 "pooled": (int(config.pooled_projection_dim),)}
 
@@ -110,7 +110,7 @@ class FluxAdapter(FlowMatchingAdapter):
     def _latent_shape(self, module: nn.Module) -> tuple[int, int, int]:
         # Packing takes 2×2 latent pixels per token: latent sides are even, channels = in / 4.
         side = 2 * self.vae_scale_factor
-        return (int(module.config.in_channels) // 4, 2 * (self.height // side),
+        return (int(config_of(module).in_channels) // 4, 2 * (self.height // side),
                 2 * (self.width // side))
 
     @property
@@ -118,14 +118,14 @@ class FluxAdapter(FlowMatchingAdapter):
         return (self.latent_shape[1] // 2) * (self.latent_shape[2] // 2)
 
     def _encode_text(self, prompts: list[str]) -> dict[str, torch.Tensor | None]:
-        embeds, pooled, _ = self.pipeline.encode_prompt(
+        embeds, pooled, _ = self.text_pipeline.encode_prompt(
             prompts, None, device=self.text_device, max_sequence_length=self.max_sequence_length,
         )
         return {"embeds": embeds, "pooled": pooled}
 
     def embedding_shapes(self) -> dict[str, tuple[int, ...]]:
-        config = self.module.config
-        return {"embeds": (int(self.max_sequence_length), int(config.joint_attention_dim)),
+        config = config_of(self.module)
+        return {"embeds": (self.sequence_length, int(config.joint_attention_dim)),
                 "pooled": (int(config.pooled_projection_dim),)}
 
     def forward_inputs(self, latents: torch.Tensor, t: torch.Tensor,
@@ -140,7 +140,7 @@ class FluxAdapter(FlowMatchingAdapter):
             "txt_ids": torch.zeros(cond["embeds"].shape[1], 3, device=self.device,
                                    dtype=latents.dtype),
         }
-        if self.module.config.guidance_embeds:
+        if config_of(self.module).guidance_embeds:
             kwargs["guidance"] = torch.full((batch,), self.distilled_guidance,
                                             device=self.device, dtype=torch.float32)
         return ExampleInputs((pack_latents(latents),), kwargs)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from qua2.models.base import CondBatch, ExampleInputs
+from qua2.models.base import CondBatch, ExampleInputs, config_of
 from qua2.models.families.text import TextToImageAdapter
 
 #: The "original image size" micro-condition ``HunyuanDiTPipeline`` passes by default.
@@ -39,19 +39,20 @@ class HunyuanDiTAdapter(TextToImageAdapter):
         """(cos, sin) rotary tables of the latent patch grid, centred in the 512-px base grid."""
         from diffusers.models.embeddings import get_2d_rotary_pos_embed
 
-        patch = int(self.module.config.patch_size)
+        patch = int(config_of(self.module).patch_size)
         grid = (self.latent_shape[1] // patch, self.latent_shape[2] // patch)
         base = 512 // self.vae_scale_factor // patch
-        head_dim = self.module.inner_dim // self.module.num_heads
+        module: Any = self.module  # HunyuanDiT2DModel (plain attributes, not nn.Module ones)
+        head_dim = module.inner_dim // module.num_heads
         crop = _centred_crop(grid, base)
         cos, sin = get_2d_rotary_pos_embed(head_dim, crop, grid, output_type="pt")
         return cos, sin
 
     def _encode_text(self, prompts: list[str]) -> dict[str, torch.Tensor | None]:
-        config = self.module.config
+        config = config_of(self.module)
         streams = {}
         for index, length in ((0, config.text_len), (1, config.text_len_t5)):
-            embeds, _, mask, _ = self.pipeline.encode_prompt(
+            embeds, _, mask, _ = self.text_pipeline.encode_prompt(
                 prompts, device=self.text_device, dtype=self.dtype,
                 do_classifier_free_guidance=False, max_sequence_length=int(length),
                 text_encoder_index=index,
@@ -61,7 +62,7 @@ class HunyuanDiTAdapter(TextToImageAdapter):
                 "embeds_2": streams[1][0], "mask_2": streams[1][1]}
 
     def embedding_shapes(self) -> dict[str, tuple[int, ...]]:
-        config = self.module.config
+        config = config_of(self.module)
         clip, t5 = int(config.text_len), int(config.text_len_t5)
         return {"embeds": (clip, int(config.cross_attention_dim)), "mask": (clip,),
                 "embeds_2": (t5, int(config.cross_attention_dim_t5)), "mask_2": (t5,)}
@@ -79,10 +80,10 @@ class HunyuanDiTAdapter(TextToImageAdapter):
             "text_embedding_mask_t5": cond["mask_2"],
             "image_rotary_emb": (cos.to(self.device), sin.to(self.device)),
         }
-        if self.module.config.use_style_cond_and_image_meta_size:
+        if config_of(self.module).use_style_cond_and_image_meta_size:
             # original size, target size, crop top-left: the pipeline's defaults.
-            meta = [*ORIGINAL_SIZE, self.height, self.width, 0, 0]
-            meta = torch.tensor([meta], dtype=latents.dtype, device=self.device)
+            sizes = [*ORIGINAL_SIZE, self.height, self.width, 0, 0]
+            meta = torch.tensor([sizes], dtype=latents.dtype, device=self.device)
             kwargs["image_meta_size"] = meta.repeat(batch, 1)
             kwargs["style"] = torch.zeros(batch, dtype=torch.long, device=self.device)
         return ExampleInputs((latents,), kwargs)

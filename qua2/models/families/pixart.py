@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from qua2.models.base import CondBatch, ExampleInputs
+from qua2.models.base import CondBatch, ExampleInputs, config_of
 from qua2.models.families.text import TextToImageAdapter
 
 
@@ -25,15 +25,15 @@ class PixArtAdapter(TextToImageAdapter):
     default_max_sequence_length = 120
 
     def _encode_text(self, prompts: list[str]) -> dict[str, torch.Tensor | None]:
-        embeds, mask, _, _ = self.pipeline.encode_prompt(
+        embeds, mask, _, _ = self.text_pipeline.encode_prompt(
             prompts, do_classifier_free_guidance=False, device=self.text_device,
             clean_caption=False, max_sequence_length=self.max_sequence_length,
         )
         return {"embeds": embeds, "mask": mask}
 
     def embedding_shapes(self) -> dict[str, tuple[int, ...]]:
-        tokens = int(self.max_sequence_length)
-        return {"embeds": (tokens, int(self.module.config.caption_channels)), "mask": (tokens,)}
+        tokens = self.sequence_length
+        return {"embeds": (tokens, int(config_of(self.module).caption_channels)), "mask": (tokens,)}
 
     def forward_inputs(self, latents: torch.Tensor, t: torch.Tensor,
                        cond: CondBatch) -> ExampleInputs:

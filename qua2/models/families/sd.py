@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from qua2.models.base import CondBatch, ExampleInputs
+from qua2.models.base import CondBatch, ExampleInputs, config_of
 from qua2.models.families.conditions import PromptEmbedding
 from qua2.models.families.text import TextToImageAdapter
 
@@ -34,11 +34,11 @@ class SD15Adapter(TextToImageAdapter):
         return int(tokenizer.model_max_length) if tokenizer is not None else 77
 
     def _encode_text(self, prompts: list[str]) -> dict[str, torch.Tensor | None]:
-        embeds, _ = self.pipeline.encode_prompt(prompts, self.text_device, 1, False)
+        embeds, _ = self.text_pipeline.encode_prompt(prompts, self.text_device, 1, False)
         return {"embeds": embeds}
 
     def embedding_shapes(self) -> dict[str, tuple[int, ...]]:
-        return {"embeds": (self.prompt_tokens, int(self.module.config.cross_attention_dim))}
+        return {"embeds": (self.prompt_tokens, int(config_of(self.module).cross_attention_dim))}
 
     def forward_inputs(self, latents: torch.Tensor, t: torch.Tensor,
                        cond: CondBatch) -> ExampleInputs:
@@ -54,14 +54,14 @@ class SDXLAdapter(SD15Adapter):
     text_encoder_names = ("text_encoder", "text_encoder_2")
 
     def _encode_text(self, prompts: list[str]) -> dict[str, torch.Tensor | None]:
-        embeds, _, pooled, _ = self.pipeline.encode_prompt(
+        embeds, _, pooled, _ = self.text_pipeline.encode_prompt(
             prompts, device=self.text_device, num_images_per_prompt=1,
             do_classifier_free_guidance=False,
         )
         return {"embeds": embeds, "pooled": pooled}
 
     def embedding_shapes(self) -> dict[str, tuple[int, ...]]:
-        config = self.module.config
+        config = config_of(self.module)
         # The pooled vector fills the add-embedding input next to 6 Fourier-embedded sizes.
         pooled = int(config.projection_class_embeddings_input_dim) - 6 * int(
             config.addition_time_embed_dim)

@@ -67,6 +67,26 @@ class TextToImageAdapter(DiffusersAdapter):
         )
 
     @property
+    def text_pipeline(self) -> Any:
+        """The pipeline whose ``encode_prompt`` encodes prompt strings (loaded, or an error)."""
+        if self.pipeline is None:
+            raise Qua2Error(
+                f"this {self.family} adapter has no pipeline to encode prompts with; build it "
+                "with from_pipeline()/from_directory() or pass PromptEmbedding conditions."
+            )
+        return self.pipeline
+
+    @property
+    def sequence_length(self) -> int:
+        """``max_sequence_length`` as an int, for families whose prompt length is an argument."""
+        if self.max_sequence_length is None:
+            raise Qua2Error(
+                f"the {self.family} adapter has no max_sequence_length; pass "
+                "max_sequence_length=<tokens>."
+            )
+        return int(self.max_sequence_length)
+
+    @property
     def text_device(self) -> torch.device:
         """Where the text encoders are: prompts are encoded there, then moved to the denoiser
         (so text encoders may stay on the CPU while the denoiser runs on a GPU)."""
@@ -162,7 +182,7 @@ class TextToImageAdapter(DiffusersAdapter):
                     f"the sequence has {tokens.shape[0]}; give one mask entry per token."
                 )
             fields[name] = value
-        return PromptEmbedding(**fields)
+        return PromptEmbedding.from_fields(fields)
 
 
 def _tokens_of(embedding: PromptEmbedding, mask_name: str) -> torch.Tensor | None:
