@@ -87,9 +87,11 @@ def test_paired_comparisons_and_their_markdown():
     results = [verified(pick, 20.0, 0), verified(worse_pick, 30.0, 0),
                verified(base, 40.0, rng.normal(0, 0.5, 300)),
                verified(anchor, 20.2, rng.normal(0, 0.5, 300))]
-    study = SimpleNamespace(config=SimpleNamespace(metrics=SimpleNamespace(
-        primary="digits_fid", lower_is_better=True), verification_images=300),
-        precision_label="A16")
+    from qua2.study.config import MetricsSection
+
+    metrics = MetricsSection(primary="digits_fid", lower_is_better=True)
+    study = SimpleNamespace(config=SimpleNamespace(metrics=metrics, verification_images=300),
+                            precision_label="A16")
     frame = paired_comparisons(study, candidates, results)
     assert list(frame["pick"]) == ["qua2-1", "qua2-1"]  # the better of the two picks
     assert list(frame["other"]) == ["uniform", "anchor-kmeans_c-w4"]
