@@ -43,6 +43,7 @@ from torch import nn
 
 from qua2.activations.setting import CALIBRATION_METHODS
 from qua2.errors import Qua2Error
+from qua2.io import load_safetensors
 
 if TYPE_CHECKING:
     from qua2.models.base import DenoiserAdapter
@@ -162,16 +163,9 @@ class CalibrationSet:
 
     @classmethod
     def load(cls, path: str | Path) -> CalibrationSet:
-        from safetensors import safe_open
 
         path = Path(path)
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                header = handle.metadata() or {}
-                tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
-        except Exception as exc:  # a missing or truncated file raises several types
-            raise Qua2Error(f"calibration set {path} is unreadable ({exc}); delete it so it is "
-                            "drawn again.") from None
+        tensors, header = load_safetensors(path, "delete it so it is drawn again")
         if header.get("format") != CALIBSET_FORMAT or header.get("version") != CALIBSET_VERSION:
             raise Qua2Error(f"{path} is not a qua2 calibration set of this version; delete it "
                             "so it is drawn again.")

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from qua2.errors import Qua2Error
+from qua2.io import load_safetensors
 
 RANGES_FORMAT_VERSION = 1
 
@@ -88,18 +89,11 @@ class ActivationRanges:
 
     @classmethod
     def load(cls, path: str | Path) -> ActivationRanges:
-        from safetensors import safe_open
 
         path = Path(path)
         if not path.exists():
             raise Qua2Error(f"activation ranges file {path} does not exist; calibrate first.")
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                header = handle.metadata() or {}
-                tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
-        except Exception as exc:  # safetensors raises several types for a bad file
-            raise Qua2Error(f"activation ranges file {path} is unreadable ({exc}); "
-                            "delete it and calibrate again.") from None
+        tensors, header = load_safetensors(path, "delete it and calibrate again")
         if header.get("format") != "qua2-activation-ranges" or "edges" not in tensors:
             raise Qua2Error(f"{path} is not a qua2 activation ranges file; calibrate again.")
         ranges = {k[len("range/"):]: v for k, v in tensors.items() if k.startswith("range/")}

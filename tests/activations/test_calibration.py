@@ -108,7 +108,7 @@ def test_cache_round_trip(dit_adapter, tmp_path, monkeypatch):
     assert torch.equal(first.cond["class_labels"], second.cond["class_labels"])
     assert second.meta["timestep_convention"].startswith("t=0 is clean")
     files[0].write_bytes(b"not a safetensors file")
-    with pytest.raises(Qua2Error, match="is unreadable"):
+    with pytest.raises(Qua2Error, match="is damaged"):
         calibration_set(dit_adapter, "uniform", LABELS, cache_dir=tmp_path, size=4, steps=3)
 
 
