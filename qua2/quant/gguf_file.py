@@ -31,8 +31,8 @@ from qua2.quant.gguf_methods import F16, stored_type
 from qua2.specs import QuantConfig
 from qua2.version import __version__
 
-#: Tensor dtypes stored as they are.
-_PLAIN = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
+#: Tensor dtypes stored as they are (GGUF F32, F16, BF16); others are written as F32.
+_PLAIN = (torch.float32, torch.float16, torch.bfloat16)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from qua2.io import read_json, rerun_stage
+from qua2.io import iter_json_lines, read_json, rerun_stage
 from qua2.log import say
 from qua2.search.stage import Candidate, load_candidates
 from qua2.specs import QuantConfig
@@ -210,17 +210,18 @@ def verify(study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]
 
 def _load_progress(path: Path | None, setting: dict[str, Any]) -> dict[str, Verified]:
     """Results of an earlier, interrupted verification with the same setting."""
-    if path is None or not path.exists():
+    if path is None:
         return {}
     done = {}
-    for line in path.read_text().splitlines():
+    # A line cut short by an interruption, or damaged, only means that entry is verified again.
+    for entry in iter_json_lines(path):
+        if entry.get("setting") != setting:
+            continue
         try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by the interruption
-        if entry.get("setting") == setting:
             result = Verified.from_dict(entry["result"])
-            done[result.name] = result
+        except (KeyError, TypeError, ValueError):
+            continue
+        done[result.name] = result
     return done
 
 

@@ -128,3 +128,22 @@ def test_stats_helpers_leave_out_or_keep_nan_draws_and_are_seeded():
     assert estimate[0] == 2.0 and 1.0 <= low[0] <= high[0] <= 3.0
     first = bootstrap(5, lambda i: i.sum(), rounds=10, seed=3)
     assert first.shape == (10,) and np.array_equal(first, bootstrap(5, lambda i: i.sum(), 10, 3))
+
+
+def test_a_damaged_progress_file_only_means_verifying_again(tmp_path):
+    """Binary garbage, a line cut short and malformed entries are skipped, never a traceback."""
+    import json
+
+    from qua2.search.verification import Verified, _append_progress, _load_progress
+
+    path = tmp_path / "progress.jsonl"
+    setting = {"rounds": 2}
+    good = Verified("qua2-1", "qua2", 3.5, {"digits_fid": 10.0}, {}, {})
+    _append_progress(path, setting, good)
+    with path.open("ab") as handle:
+        handle.write(b"\x00\xff\xfe garbage\n5\n" + json.dumps({"setting": setting}).encode()
+                     + b"\n{\"setting\": {\"rounds\": 2}, \"result\": {\"na")
+    loaded = _load_progress(path, setting)
+    assert list(loaded) == ["qua2-1"]
+    assert loaded["qua2-1"].to_dict() == good.to_dict()
+    assert _load_progress(tmp_path / "missing.jsonl", setting) == {}
