@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qua2.io import read_json, read_json_object
+from qua2.io import read_json, read_json_object, read_text
 from qua2.log import say
 from qua2.study.results import status_summary
 from qua2.study.stages import RunOptions
@@ -106,7 +106,8 @@ def _folder_section(study: Study, title: str, folder: str, command: str) -> list
         if part != root:
             body += [f"### {part.name}", ""]
         for text in texts:
-            body += [_demote(text.read_text().strip(), top=3 if part == root else 4), ""]
+            fix = "re-run the stage that wrote it (`qua2 explain DIR --force` for explain/)"
+            body += [_demote(read_text(text, fix).strip(), top=3 if part == root else 4), ""]
         body += figures + [""]
     return lines + (body or _not_run(folder, command))
 

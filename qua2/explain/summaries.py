@@ -17,7 +17,6 @@ surrogate*: they do not include the surrogate's own fitting error.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import pandas as pd
 from qua2.errors import Qua2Error
 from qua2.explain.attributions import LayerExplanation, _bits, explain
 from qua2.explain.grouping import layer_table
+from qua2.io import read_json
 from qua2.specs import QuantOption
 from qua2.stats import bootstrap, percentile_interval, ratio_means
 from qua2.surrogates.registry import SURROGATES
@@ -89,7 +89,7 @@ def _file(study: Any, *parts: str) -> Path:
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path, "re-run the stage that wrote it") if path.is_file() else None
 
 
 def _preference(requested: str | None, available: list[str], best: str | None) -> list[str]:

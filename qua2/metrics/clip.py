@@ -17,7 +17,6 @@ scores slightly; compare CLIP scores only within qua2.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from qua2.errors import Qua2Error
+from qua2.io import read_json_object
 
 if TYPE_CHECKING:
     from transformers import CLIPModel, PreTrainedTokenizerBase
@@ -189,7 +189,7 @@ def _preprocessing(root: Path, default_size: int) -> tuple[Sequence[float], Sequ
     cfg_path = root / "preprocessor_config.json"
     if not cfg_path.is_file():
         return CLIP_MEAN, CLIP_STD, default_size
-    cfg = json.loads(cfg_path.read_text())
+    cfg = read_json_object(cfg_path, "point metrics.clip_model at an intact CLIP directory")
     crop = cfg.get("crop_size", default_size)
     size = crop.get("height", default_size) if isinstance(crop, dict) else int(crop)
     return cfg.get("image_mean", CLIP_MEAN), cfg.get("image_std", CLIP_STD), size

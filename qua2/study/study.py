@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from qua2.errors import Qua2Error
+from qua2.io import read_text
 from qua2.study.config import StudyConfig, load_study_config
 
 if TYPE_CHECKING:
@@ -165,7 +166,8 @@ class Study:
         path = Path(file)
         if not path.is_file():
             raise Qua2Error(f"conditions.prompts_file {path} does not exist.")
-        prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        text = read_text(path, "give conditions.prompts_file as UTF-8 text, one prompt a line")
+        prompts = [line.strip() for line in text.splitlines() if line.strip()]
         if not prompts:
             raise Qua2Error(f"conditions.prompts_file {path} holds no prompts.")
         return prompts

@@ -166,8 +166,15 @@ def check_study_paths(config: StudyConfig) -> None:
         raise Qua2Error(f"model family {model.family!r} needs model.path, a local diffusers "
                         "directory (nothing is downloaded).")
     conditions = config.conditions
-    if conditions.prompts_file and not Path(conditions.prompts_file).is_file():
-        raise Qua2Error(f"conditions.prompts_file {conditions.prompts_file} does not exist.")
+    if conditions.prompts_file:
+        if not Path(conditions.prompts_file).is_file():
+            raise Qua2Error(f"conditions.prompts_file {conditions.prompts_file} does not exist.")
+        from qua2.io import read_text
+
+        text = read_text(conditions.prompts_file, "give a UTF-8 text file, one prompt a line")
+        if not text.strip():
+            raise Qua2Error(f"conditions.prompts_file {conditions.prompts_file} holds no "
+                            "prompts; write one prompt a line.")
     metrics = config.metrics
     for key in ("reference_images", "inception_weights", "clip_model"):
         value = getattr(metrics, key)

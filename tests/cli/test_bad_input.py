@@ -154,6 +154,19 @@ def test_bad_study_file_is_refused_before_any_work(cli, tmp_path, case):
     assert not (out / "study.sqlite").exists() and not (out / "model.json").exists()
 
 
+@pytest.mark.parametrize(("content", "needle"), [(b"\x89PNG\xff\xfe", "not UTF-8"),
+                                                 (b"\n  \n", "holds no prompts")])
+def test_unreadable_prompts_file_is_refused_before_any_work(cli, tmp_path, content, needle):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_bytes(content)
+    path = tmp_path / "study.yaml"
+    path.write_text(_tiny(conditions__kind="text", conditions__prompts_file=str(prompts),
+                          metrics__primary="psnr"))
+    result = cli("run", path, "--out", tmp_path / "out", "--stages", "model")
+    assert_refused(result, needle)
+    assert not (tmp_path / "out" / "model.json").exists()
+
+
 def test_missing_and_directory_study_files(cli, tmp_path):
     assert_refused(cli("run", tmp_path / "nope.yaml", "--out", tmp_path / "o"), "does not exist")
     assert_refused(cli("check", tmp_path), "does not exist")

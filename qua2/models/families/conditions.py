@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from qua2.errors import Qua2Error
+from qua2.io import load_safetensors
 
 #: Field names of :class:`PromptEmbedding`, in the order they are batched.
 FIELDS = ("embeds", "mask", "pooled", "embeds_2", "mask_2")
@@ -117,11 +118,9 @@ def save_embeddings(items: Sequence[PromptEmbedding], path: str | Path) -> None:
 
 def load_embeddings(path: str | Path) -> list[PromptEmbedding]:
     """Read embeddings written by :func:`save_embeddings`."""
-    from safetensors.torch import load_file
-
     if not Path(path).is_file():
         raise Qua2Error(f"no prompt-embedding file at {path}; write one with save_embeddings().")
-    tensors = load_file(str(path))
+    tensors, _ = load_safetensors(path, "write it again with save_embeddings()")
     known = {f.name for f in fields(PromptEmbedding)}
     if "embeds" not in tensors or not set(tensors) <= known:
         raise Qua2Error(
