@@ -42,6 +42,23 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def write_safetensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str]) -> None:
+    """Save tensors as safetensors atomically (streamed to a temporary file in the same folder,
+    then renamed), so a killed run or a concurrent reader never sees half a file."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def atomic_write_json(path: Path, payload: Any) -> None:
     """JSON with keys in insertion order (layer order is meaningful), atomically."""
     atomic_write(path, (json.dumps(payload, indent=1) + "\n").encode())

@@ -43,7 +43,7 @@ from torch import nn
 
 from qua2.activations.setting import CALIBRATION_METHODS
 from qua2.errors import Qua2Error
-from qua2.io import load_safetensors
+from qua2.io import load_safetensors, write_safetensors
 
 if TYPE_CHECKING:
     from qua2.models.base import DenoiserAdapter
@@ -141,7 +141,6 @@ class CalibrationSet:
     # ------------------------------------------------------------------ storage
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (safetensors) atomically."""
-        from safetensors.torch import save_file
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,9 +155,7 @@ class CalibrationSet:
         header = {"format": CALIBSET_FORMAT, "version": CALIBSET_VERSION, "method": self.method,
                   "meta": json.dumps(self.meta, sort_keys=True, default=str),
                   "plain_cond": json.dumps(plain, default=str)}
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        save_file(tensors, tmp, metadata=header)
-        tmp.replace(path)
+        write_safetensors(path, tensors, header)
         return path
 
     @classmethod

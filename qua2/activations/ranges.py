@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from qua2.errors import Qua2Error
-from qua2.io import load_safetensors
+from qua2.io import load_safetensors, write_safetensors
 
 RANGES_FORMAT_VERSION = 1
 
@@ -74,7 +74,6 @@ class ActivationRanges:
     # ------------------------------------------------------------------ storage
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (safetensors) atomically; ``meta`` goes into the header as JSON."""
-        from safetensors.torch import save_file
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,9 +81,7 @@ class ActivationRanges:
         tensors["edges"] = self.edges.float().contiguous().cpu()
         header = {"format": "qua2-activation-ranges", "version": str(RANGES_FORMAT_VERSION),
                   "meta": json.dumps(self.meta, sort_keys=True, default=str)}
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        save_file(tensors, tmp, metadata=header)
-        tmp.replace(path)
+        write_safetensors(path, tensors, header)
         return path
 
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from qua2.io import DamagedArtifactError, read_json_object
+from qua2.io import DamagedArtifactError, atomic_write, read_json_object
 from qua2.log import say
 from qua2.study.study import Study
 
@@ -28,7 +28,5 @@ def study_graph(study: Study) -> OpGraph:
             problem = error.problem if isinstance(error, DamagedArtifactError) else "malformed"
             say(f"{path} is damaged ({problem}); tracing the model again.")
     graph = trace_adapter(study.adapter)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(graph.to_dict()))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(graph.to_dict()).encode())
     return graph

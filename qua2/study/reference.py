@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from qua2.errors import Qua2Error
-from qua2.io import DamagedArtifactError, bytes_digest, load_safetensors
+from qua2.io import DamagedArtifactError, bytes_digest, load_safetensors, write_safetensors
 from qua2.log import say
 from qua2.study.study import Study
 
@@ -31,12 +30,10 @@ class Reference:
     conditions: list
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
         tensors = {"images": self.images.contiguous(), "noise": self.noise.contiguous()}
         metadata = {"seeds": json.dumps(self.seeds), "conditions": json.dumps(self.conditions),
                     "digest": _tensors_digest(tensors)}
-        save_file(tensors, tmp, metadata=metadata)
-        tmp.replace(path)  # atomic: a killed run never leaves half a reference
+        write_safetensors(path, tensors, metadata)  # a killed run never leaves half a file
 
     @classmethod
     def load(cls, path: Path) -> Reference:
