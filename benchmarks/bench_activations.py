@@ -65,7 +65,7 @@ def bench_forward(batch: int) -> list[tuple[str, float]]:
 
 
 def bench_search(n_values: int) -> list[tuple[str, float]]:
-    from qua2.activations import OBJECTIVES, search_range
+    from qua2.activations.range_search import OBJECTIVES, search_range
 
     values = torch.randn(n_values, generator=torch.Generator().manual_seed(0))
     return [(f"range search '{obj}' ({n_values} values, 80 candidates)",

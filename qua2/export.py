@@ -26,7 +26,7 @@ LOAD_SNIPPET = """# Loading this export
 
 ```python
 import diffusers
-from qua2.quant import load_packed
+from qua2 import load_packed
 
 # A fresh denoiser of the same architecture (weights are replaced by the export).
 {build}
@@ -84,7 +84,7 @@ def _best_verified(study: Study, reference: str) -> tuple[str, QuantConfig]:
 def export_study_config(study: Study, reference: str, out: str | Path) -> ExportSummary:
     """Export the referenced config of ``study`` into ``out``; returns the export summary."""
     from qua2.models.base import config_of
-    from qua2.quant import export_packed
+    from qua2.quant.export import export_packed
     from qua2.study.option_cache import open_option_cache
 
     config_id, config = resolve_config(study, reference)

@@ -1,10 +1,11 @@
 """The pipeline: every stage of a study, in order, above the packages that do the work.
 
-``qua2 run`` calls :func:`run_study`, which runs the stages of :data:`STAGES` in order. Each
-stage is ``stage_NAME(study, options) -> None`` in the package whose work it does, skips what
-is already done, and can be re-run alone; a killed run resumes where it stopped. This module
-is the only one that knows the order, and nothing in the package imports it (only the CLI),
-so the packages below form a one-way flow (docs/ARCHITECTURE.md).
+``qua2 run`` calls :func:`run_study`, which runs the stages of :data:`STAGES` in order
+(:func:`run_stages` runs them on a study already open). Each stage is ``stage_NAME(study,
+options) -> None`` in the package whose work it does, skips what is already done, and can be
+re-run alone; a killed run resumes where it stopped. This module is the only one that knows
+the order, and nothing in the package imports it (only the CLI and the public API of
+``qua2``), so the packages below form a one-way flow (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from qua2.errors import Qua2Error
 from qua2.explain.stage import stage_explain
 from qua2.export import stage_export
 from qua2.report import stage_report
@@ -47,7 +49,8 @@ STAGES: list[tuple[str, StageFn]] = [
     ("report", stage_report),
 ]
 STAGE_NAMES = [name for name, _ in STAGES]
-__all__ = ["STAGES", "STAGE_NAMES", "RunOptions", "run_study", *(f.__name__ for _, f in STAGES)]
+__all__ = ["STAGES", "STAGE_NAMES", "RunOptions", "run_stages", "run_study",
+           *(f.__name__ for _, f in STAGES)]
 
 
 def run_study(config_path: str | Path, out: str | Path, options: RunOptions | None = None,
@@ -56,11 +59,24 @@ def run_study(config_path: str | Path, out: str | Path, options: RunOptions | No
     from qua2.study.config import load_study_config
     from qua2.study.validate import check_study_paths
 
-    options = options or RunOptions()
+    _check_names(stages)
     config = load_study_config(config_path)
     check_study_paths(config)
-    study = Study.create(config, out)
+    return run_stages(Study.create(config, out), options, stages)
+
+
+def run_stages(study: Study, options: RunOptions | None = None,
+               stages: list[str] | None = None) -> Study:
+    """Run the named stages (all when ``None``) of an open study, in :data:`STAGES` order."""
+    _check_names(stages)
+    options = options or RunOptions()
     for name, stage in STAGES:
         if stages is None or name in stages:
             stage(study, options)
     return study
+
+
+def _check_names(stages: list[str] | None) -> None:
+    unknown = sorted(set(stages or ()) - set(STAGE_NAMES))
+    if unknown:
+        raise Qua2Error(f"unknown stage {unknown[0]!r}; the stages are {', '.join(STAGE_NAMES)}.")

@@ -32,7 +32,7 @@ import pandas as pd
 from qua2.explain.attributions import LayerExplanation
 
 if TYPE_CHECKING:
-    from qua2.graph import OpGraph
+    from qua2.graph.opgraph import OpGraph
 
 LABELS = ("role", "component", "op_type", "block", "block_index", "stage")
 

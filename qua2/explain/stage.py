@@ -43,7 +43,7 @@ from qua2.surrogates.fit import load_fitted
 from qua2.surrogates.registry import get_surrogate
 
 if TYPE_CHECKING:
-    from qua2.graph import OpGraph
+    from qua2.graph.opgraph import OpGraph
     from qua2.study.stages import RunOptions
     from qua2.study.study import Study
     from qua2.surrogates.base import Surrogate

@@ -30,7 +30,7 @@ import pandas as pd
 from qua2.errors import Qua2Error
 
 if TYPE_CHECKING:
-    from qua2.graph import OpGraph
+    from qua2.graph.opgraph import OpGraph
     from qua2.graph.partition import SubGraph
     from qua2.specs import QuantOption
 

@@ -1,15 +1,39 @@
 """Operation graphs of diffusers denoisers, derived by tracing (no per-family tables).
 
-``trace(module, *args, **kwargs)`` runs one forward call and returns an :class:`OpGraph`:
-a nodes table (op type, block, stage, role, parameters, quantizable) and data-flow edges.
-See ``docs/graph.md`` for the design and the vocabularies.
+:func:`trace` (``trace(module, *args, **kwargs)``) or :func:`trace_adapter` runs one forward
+call and returns an :class:`OpGraph`: a nodes table (op type, block, stage, role, parameters,
+quantizable) and data-flow edges, cut into :class:`SubGraph` s by ``OpGraph.partition()``.
+:class:`GraphFeaturizer` turns it into torch-geometric inputs, :func:`draw_graph` into a figure;
+the vocabularies are :data:`OP_TYPES`, :data:`ROLE_COMPONENTS` and :data:`STAGES`. See
+``docs/graph.md`` for the design and the vocabularies.
 """
 
-from qua2.graph.features import GraphFeaturizer
-from qua2.graph.opgraph import OpGraph
-from qua2.graph.partition import SubGraph, partition
-from qua2.graph.tracer import trace, trace_adapter
-from qua2.graph.vocab import OP_TYPES, ROLE_COMPONENTS, STAGES
+from __future__ import annotations
 
-__all__ = ["OP_TYPES", "ROLE_COMPONENTS", "STAGES", "GraphFeaturizer", "OpGraph", "SubGraph",
-           "partition", "trace", "trace_adapter"]
+import importlib
+from typing import Any
+
+#: The package's public names → their defining modules, each imported on first use.
+_EXPORTS = {
+    "trace": "qua2.graph.tracer",
+    "trace_adapter": "qua2.graph.tracer",
+    "OpGraph": "qua2.graph.opgraph",
+    "SubGraph": "qua2.graph.partition",
+    "GraphFeaturizer": "qua2.graph.features",
+    "draw_graph": "qua2.graph.draw",
+    "OP_TYPES": "qua2.graph.vocab",
+    "ROLE_COMPONENTS": "qua2.graph.vocab",
+    "STAGES": "qua2.graph.vocab",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

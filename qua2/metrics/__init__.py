@@ -1,9 +1,10 @@
 """Image metrics: Fréchet distance on pluggable features, digits classifier, paired fidelity.
 
 Entry points: :class:`MetricSuite` / :func:`score_images` (see :mod:`qua2.metrics.suite` for
-the metric names) and the metric registry :mod:`qua2.metrics.registry` (each metric's
-direction and inputs). Names are imported on first use (PEP 562), so reading the registry —
-e.g. to validate a study file — does not import torch.
+the metric names), :class:`FrechetScorer`, :func:`paired_fidelity`, the digits data and
+classifier, and the metric registry (:data:`METRICS`, :class:`MetricSpec`,
+:func:`register_metric`: each metric's direction and inputs). Reading the registry — e.g. to
+validate a study file — does not import torch.
 """
 
 from __future__ import annotations
@@ -11,21 +12,28 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from qua2.metrics.registry import METRICS, MetricSpec, get_metric, register_metric
-
-_LAZY = {
-    "DigitsClassifier": "classifier", "load_digits_classifier": "classifier",
-    "digits_split": "digits", "load_digits_images": "digits",
-    "mse": "fidelity", "psnr": "fidelity", "sqnr": "fidelity", "ssim": "fidelity",
-    "FeatureExtractor": "frechet", "FrechetScorer": "frechet", "GaussianStats": "frechet",
-    "frechet_distance": "frechet", "reference_stats": "frechet",
-    "MetricSuite": "suite", "paired_fidelity": "suite", "score_images": "suite",
+#: The package's public names → their defining modules, each imported on first use.
+_EXPORTS = {
+    "METRICS": "qua2.metrics.registry",
+    "MetricSpec": "qua2.metrics.registry",
+    "get_metric": "qua2.metrics.registry",
+    "register_metric": "qua2.metrics.registry",
+    "MetricSuite": "qua2.metrics.suite",
+    "score_images": "qua2.metrics.suite",
+    "paired_fidelity": "qua2.metrics.suite",
+    "FrechetScorer": "qua2.metrics.frechet",
+    "load_digits_classifier": "qua2.metrics.classifier",
+    "load_digits_images": "qua2.metrics.digits",
 }
 
-__all__ = ["METRICS", "MetricSpec", "get_metric", "register_metric", *sorted(_LAZY)]
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'qua2.metrics' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"qua2.metrics.{_LAZY[name]}"), name)
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -3,7 +3,8 @@
 Public API::
 
     quantize_weight(weight, method, bits, **options) -> QuantizedWeight
-    quantize_layers({name: weight}, options) -> {name: {option: QuantizedWeight}}
+    quantize_options(weight, options) -> {option: QuantizedWeight}   (shares work)
+    register_method(MethodSpec(...))                 (qua2.quant.methods)
     OptionCache.build(module, space, directory, layers=None) -> OptionCache
     cache.option_stats(layer, option) / cache.dequantized(layer, option)
     with quantized(module, config, cache): ...
@@ -13,56 +14,33 @@ Public API::
 Never imports diffusers: everything works on plain ``torch.nn.Module`` s and tensors.
 """
 
-from qua2.quant.apply import (
-    BitsSummary,
-    as_config,
-    average_bits,
-    bits_summary,
-    quantized,
-    validate_config,
-)
-from qua2.quant.batch import quantize_layers
-from qua2.quant.cache import OptionCache
-from qua2.quant.cache_build import BuildReport
-from qua2.quant.cache_index import OptionStats
-from qua2.quant.export import ExportSummary, export_packed, load_packed, read_manifest
-from qua2.quant.kmeans import kmeans_1d, kmeans_1d_optimal
-from qua2.quant.methods import (
-    METHODS,
-    MethodSpec,
-    get_method,
-    quantize_options,
-    quantize_weight,
-    register_method,
-)
-from qua2.quant.packing import pack_codes, packed_nbytes, unpack_codes
-from qua2.quant.qweight import QuantizedWeight
+from __future__ import annotations
 
-__all__ = [
-    "METHODS",
-    "BitsSummary",
-    "BuildReport",
-    "ExportSummary",
-    "MethodSpec",
-    "OptionCache",
-    "OptionStats",
-    "QuantizedWeight",
-    "as_config",
-    "average_bits",
-    "bits_summary",
-    "export_packed",
-    "get_method",
-    "kmeans_1d",
-    "kmeans_1d_optimal",
-    "load_packed",
-    "pack_codes",
-    "packed_nbytes",
-    "quantize_layers",
-    "quantize_options",
-    "quantize_weight",
-    "quantized",
-    "read_manifest",
-    "register_method",
-    "unpack_codes",
-    "validate_config",
-]
+import importlib
+from typing import Any
+
+#: The package's public names → their defining modules, each imported on first use.
+_EXPORTS = {
+    "quantize_weight": "qua2.quant.methods",
+    "quantize_options": "qua2.quant.methods",
+    "register_method": "qua2.quant.methods",
+    "QuantizedWeight": "qua2.quant.qweight",
+    "OptionCache": "qua2.quant.cache",
+    "quantized": "qua2.quant.apply",
+    "average_bits": "qua2.quant.apply",
+    "bits_summary": "qua2.quant.apply",
+    "export_packed": "qua2.quant.export",
+    "load_packed": "qua2.quant.export",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -183,7 +183,7 @@ def verify(study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]
     an interrupted verification resumes instead of starting over.
     """
     from qua2.progress import progress_bar
-    from qua2.quant import average_bits
+    from qua2.quant.apply import average_bits
 
     reference = get_reference(study, "verification")
     scorer = build_scorer(study)

@@ -56,7 +56,7 @@ class Evaluator:
         self.scorer = scorer or build_scorer(study)
 
     def evaluate(self, config: QuantConfig, keep_images: bool = False) -> Evaluation:
-        from qua2.quant import average_bits
+        from qua2.quant.apply import average_bits
 
         result = Evaluation()
         clock = time.perf_counter

@@ -10,14 +10,15 @@ from qua2.log import say
 from qua2.study.study import Study
 
 if TYPE_CHECKING:
-    from qua2.graph import OpGraph
+    from qua2.graph.opgraph import OpGraph
 
 GRAPH_FILE = "graph.json"
 
 
 def study_graph(study: Study) -> OpGraph:
     """The :class:`~qua2.graph.OpGraph` of the study's denoiser (traced on first use)."""
-    from qua2.graph import OpGraph, trace_adapter
+    from qua2.graph.opgraph import OpGraph
+    from qua2.graph.tracer import trace_adapter
 
     path = study.path(GRAPH_FILE)
     if path.exists():

@@ -8,7 +8,7 @@ so dequantized weights memoised in memory are shared by all configs a process ev
 from __future__ import annotations
 
 from qua2.errors import Qua2Error
-from qua2.quant import OptionCache
+from qua2.quant.cache import OptionCache
 from qua2.quant.cache_build import stderr_log
 from qua2.quant.cache_index import INDEX_NAME
 from qua2.study.study import Study

@@ -20,7 +20,7 @@ from qua2.study.study import Study
 def queue(study: Study, kind: str, configs: Iterable[QuantConfig],
           tags: Iterable[dict[str, Any]] | None = None) -> int:
     """Queue ``configs`` under ``kind``; returns how many were new."""
-    from qua2.quant import average_bits
+    from qua2.quant.apply import average_bits
 
     cache = open_option_cache(study)
     configs = list(configs)

@@ -109,7 +109,7 @@ class Study:
     @cached_property
     def adapter(self) -> DenoiserAdapter:
         """The denoiser adapter, loaded once per process."""
-        from qua2.models import load_model
+        from qua2.models.registry import load_model
         from qua2.study.validate import check_study_paths
 
         model = self.config.model
@@ -125,7 +125,7 @@ class Study:
         setting = self.config.activation_setting()
         if setting is None:
             return None
-        from qua2.activations import prepare_activations
+        from qua2.activations.prepare import prepare_activations
 
         count = setting.calibration_size
         return prepare_activations(
@@ -141,7 +141,7 @@ class Study:
     @contextlib.contextmanager
     def quantized(self, config: ConfigLike, cache: OptionCache) -> Iterator[None]:
         """Weights of ``config`` from ``cache`` and the study's activation setting, together."""
-        from qua2.quant import quantized
+        from qua2.quant.apply import quantized
 
         with contextlib.ExitStack() as stack:
             if self.activations is not None:

@@ -33,7 +33,7 @@ from qua2.surrogates.registry import get_surrogate
 from qua2.surrogates.report import write_markdown
 
 if TYPE_CHECKING:
-    from qua2.graph import OpGraph
+    from qua2.graph.opgraph import OpGraph
     from qua2.study.stages import RunOptions
     from qua2.study.study import Study
 

@@ -33,7 +33,7 @@ from qua2.surrogates.encoding import FP_CHOICE, ConfigEncoder, OptionStat
 from qua2.surrogates.gnn_model import CONVS, RANK_LOSSES, HopGNN, rank_loss
 
 if TYPE_CHECKING:
-    from qua2.graph import OpGraph
+    from qua2.graph.opgraph import OpGraph
     from qua2.specs import QuantOption
 
 WEIGHTS_FILE = "gnn_weights.safetensors"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qua2.activations import ActivationSetting, calibrate_module, quantized_activations
+from qua2.activations import ActivationSetting, quantized_activations
+from qua2.activations.range_fitting import calibrate_module
 from qua2.activations.sites import plan_sites
 from qua2.models.base import ExampleInputs
 

@@ -12,9 +12,9 @@ from qua2.activations import (
     build_calibration_set,
     calibrate_ranges,
     calibration_set,
-    draw_step_indices,
     quantized_activations,
 )
+from qua2.activations.calibration_sets import draw_step_indices
 from qua2.errors import Qua2Error
 
 LABELS = list(range(10))

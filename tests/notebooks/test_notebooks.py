@@ -1,4 +1,5 @@
-"""The notebooks: stored without outputs, public API only, and executed on the quick recipe.
+"""The notebooks: stored without outputs and executed on the quick recipe (that they use only
+the public API is checked by tests/test_public_api.py).
 
 The full runs (``-m slow``) execute ``01_quickstart`` with ``QUA2_NOTEBOOK_QUICK=1`` (a 30-step
 digits-dit in the tests' temporary cache) and then ``02_explain_and_export`` on the study it
@@ -7,8 +8,6 @@ made. The default run executes the first cells of ``01`` only (kernel, parameter
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 from pathlib import Path
 
 import nbformat
@@ -48,30 +47,6 @@ def test_stored_without_outputs(path):
     for cell in notebook.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
-
-
-def _imports(notebook) -> list[tuple[str, list[str]]]:
-    found = []
-    for cell in notebook.cells:
-        if cell.cell_type != "code":
-            continue
-        for node in ast.walk(ast.parse(cell.source)):
-            if isinstance(node, ast.ImportFrom):
-                found.append((node.module or "", [a.name for a in node.names]))
-            elif isinstance(node, ast.Import):
-                found += [(a.name, []) for a in node.names]
-    return found
-
-
-@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
-def test_imports_only_the_public_api(path):
-    imports = _imports(_read(path))
-    qua2 = [(m, names) for m, names in imports if m.split(".")[0] == "qua2"]
-    assert qua2, "the notebook should use qua2"
-    for module, names in qua2:
-        assert not any(part.startswith("_") for part in module.split(".")), module
-        assert not any(name.startswith("_") for name in names), (module, names)
-        assert importlib.util.find_spec(module) is not None, module
 
 
 def test_quickstart_parameter_cells_run_in_a_kernel(tmp_path, monkeypatch):

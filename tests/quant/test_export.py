@@ -10,8 +10,8 @@ from safetensors import safe_open
 from torch import nn
 
 from qua2.errors import Qua2Error
-from qua2.quant import OptionCache, export_packed, load_packed, quantized, read_manifest
-from qua2.quant.export import CODES_BLOB, CONFIG_NAME, PARAMS_BLOB, WEIGHTS_NAME
+from qua2.quant import OptionCache, export_packed, load_packed, quantized
+from qua2.quant.export import CODES_BLOB, CONFIG_NAME, PARAMS_BLOB, WEIGHTS_NAME, read_manifest
 from qua2.specs import QuantConfig, QuantOption, SearchSpace
 
 #: Every method and every bit-width 2-8 at least once.

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from qua2.errors import Qua2Error
-from qua2.quant import METHODS, QuantizedWeight, quantize_options, quantize_weight
-from qua2.quant.methods import UAQ_CLIP_RATIOS
+from qua2.quant import QuantizedWeight, quantize_options, quantize_weight
+from qua2.quant.methods import METHODS, UAQ_CLIP_RATIOS
 from qua2.specs import QuantOption
 
 
