@@ -15,7 +15,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # torch is installed first and pinned so that nothing later can pull a CUDA build.
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   .venv/bin/python -m pip install -q -c constraints.txt "torch==$(grep '^torch==' constraints.txt | cut -d= -f3)"
-  .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev,ray]"
   echo "$want" > "$stamp"
 fi
 # Two busy processes on two cores slow torch ~100x when OpenMP threads spin.

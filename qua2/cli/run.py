@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from qua2.cli.args import positive_int
 from qua2.pipeline import STAGE_NAMES, run_study
@@ -23,13 +24,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def add_worker_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=positive_int, help="evaluation processes (default: YAML)")
+    parser.add_argument("--workers", type=positive_int,
+                        help="evaluation workers: processes, or Ray actors (default: YAML)")
     parser.add_argument("--threads", type=positive_int, help="torch threads per worker")
+    parser.add_argument("--executor", choices=["local", "ray"],
+                        help="where configurations are evaluated (default: executor.kind)")
+    parser.add_argument("--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
+                                           "(default: executor.address; none: a Ray here)")
+
+
+def worker_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`RunOptions` fields :func:`add_worker_options` sets."""
+    return {"workers": args.workers, "threads": args.threads, "executor": args.executor,
+            "address": args.address}
 
 
 def run(args: argparse.Namespace) -> int:
-    options = RunOptions(workers=args.workers, threads=args.threads,
-                         num_configs=args.num_configs)
+    options = RunOptions(**worker_options(args), num_configs=args.num_configs)
     study = run_study(args.study, args.out, options, stages=args.stages)
     print(f"study directory: {study.directory}")
     return 0

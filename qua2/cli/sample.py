@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from qua2.cli.args import positive_int
-from qua2.cli.run import add_worker_options
+from qua2.cli.run import add_worker_options, worker_options
 from qua2.study.stages import RunOptions, stage_sample
 from qua2.study.store import Store
 from qua2.study.study import Study
@@ -24,6 +24,6 @@ def run(args: argparse.Namespace) -> int:
     study = Study.open(args.study_dir)
     with Store(study.path("study.sqlite")) as store:
         have = store.count(kind="random")
-    options = RunOptions(workers=args.workers, threads=args.threads, num_configs=have + args.n)
+    options = RunOptions(**worker_options(args), num_configs=have + args.n)
     stage_sample(study, options)
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from qua2.cli.args import finite_float, positive_int
+from qua2.cli.run import add_worker_options, worker_options
 from qua2.search.stage import DEFAULT_BUDGETS
 from qua2.surrogates.registry import SURROGATES
 
@@ -29,6 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--top", type=positive_int, default=2, help="qua2 picks kept per budget")
     parser.add_argument("--no-verify", action="store_true", help="skip real verification")
     parser.add_argument("--rounds", type=positive_int, default=200, help="bootstrap resamples")
+    add_worker_options(parser)
     return parser
 
 
@@ -40,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     study = Study.open(args.study_dir)
     options = RunOptions(budgets=tuple(args.bits) if args.bits else None,
-                         surrogate=args.surrogate, top=args.top, bootstrap_rounds=args.rounds)
+                         surrogate=args.surrogate, top=args.top, bootstrap_rounds=args.rounds,
+                         **worker_options(args))
     stage_search(study, options)
     if not args.no_verify:
         stage_verify(study, options)

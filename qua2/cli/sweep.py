@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from qua2.cli.run import add_worker_options
+from qua2.cli.run import add_worker_options, worker_options
 from qua2.study.stages import RunOptions, stage_sweep
 from qua2.study.study import Study
 
@@ -18,5 +18,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    stage_sweep(Study.open(args.study_dir), RunOptions(workers=args.workers, threads=args.threads))
+    stage_sweep(Study.open(args.study_dir), RunOptions(**worker_options(args)))
     return 0

@@ -38,6 +38,15 @@ class ImageScores:
     frechet: dict[str, FrechetScorer] = field(default_factory=dict)
     per_image: dict[str, np.ndarray] = field(default_factory=dict)
 
+    @classmethod
+    def concat(cls, parts: list[ImageScores]) -> ImageScores:
+        """The scores of consecutive image ranges as one (same metrics in every part)."""
+        first = parts[0]
+        return cls(sum(p.n_images for p in parts),
+                   {k: np.concatenate([p.features[k] for p in parts]) for k in first.features},
+                   dict(first.frechet),
+                   {k: np.concatenate([p.per_image[k] for p in parts]) for k in first.per_image})
+
     def aggregate(self, index: np.ndarray | None = None) -> dict[str, float]:
         """Every metric of the images ``index`` picks (with repeats), or of all images."""
         pick: slice | np.ndarray = slice(None)

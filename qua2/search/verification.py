@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,10 @@ from qua2.study.scoring import build_scorer
 from qua2.study.stages import RunOptions
 from qua2.study.study import Study
 
+if TYPE_CHECKING:
+    from qua2.metrics.per_image import ImageScores
+    from qua2.study.config import ExecutorSection
+
 #: Metrics whose bootstrap intervals (and draws, for paired comparisons) are kept.
 INTERVAL_METRICS = ("digits_fid", "fid", "fd_clip", "class_accuracy", "clip_score", "psnr",
                     "ssim", "mse")
@@ -66,19 +70,23 @@ PROGRESS_FILE = ("verification", "progress.jsonl")
 def stage_verify(study: Study, options: RunOptions) -> None:
     """Pipeline stage: every candidate evaluated for real on held-out seeds, with intervals."""
     from qua2.study.option_cache import open_option_cache
+    from qua2.study.stages import ready_executor
 
-    verify_candidates(study, open_option_cache(study), rounds=options.bootstrap_rounds)
+    executor = ready_executor(study, options)
+    verify_candidates(study, open_option_cache(study), rounds=options.bootstrap_rounds,
+                      executor=executor)
     say(f"verification → {study.path('verification', 'table.md')}")
 
 
-def verify_candidates(study: Study, cache: Any, rounds: int = 200) -> list[Verified]:
+def verify_candidates(study: Study, cache: Any, rounds: int = 200,
+                      executor: ExecutorSection | None = None) -> list[Verified]:
     """Verify every distinct candidate (and the FP model) once; write results and figures."""
     candidates = load_candidates(study)
     distinct: dict[str, tuple[str, Any]] = {"fp": ("fp", None)}
     for candidate in candidates:
         distinct.setdefault(candidate.config.digest(), (candidate.kind, candidate.config))
     results = verify(study, distinct, cache, rounds=rounds,
-                     progress_file=study.path(*PROGRESS_FILE))
+                     progress_file=study.path(*PROGRESS_FILE), executor=executor)
     save_verified(results, study.path(*RESULTS_FILE))
     table = verification_table(study, candidates, results)
     table.to_csv(study.path("verification", "table.csv"), index=False)
@@ -157,13 +165,24 @@ def score_with_intervals(scorer: Any, images: torch.Tensor, reference: Reference
     per-image values for each resample; any other scorer is simply called on each resample.
     """
     if hasattr(scorer, "image_scores"):
-        per_image = scorer.image_scores(images, reference)
-        metrics = per_image.aggregate()
-        samples = (per_image.aggregate(index) for index in resamples)
-    else:
-        metrics = scorer.score(images, reference)
-        samples = (scorer.score(images[torch.as_tensor(index)], _subset(reference, index))
-                   for index in resamples)
+        return intervals_of_scores(scorer.image_scores(images, reference), resamples, level)
+    metrics = scorer.score(images, reference)
+    samples = (scorer.score(images[torch.as_tensor(index)], _subset(reference, index))
+               for index in resamples)
+    return _intervals(metrics, samples, level)
+
+
+def intervals_of_scores(per_image: ImageScores, resamples: np.ndarray, level: float = 0.95
+                        ) -> tuple[dict[str, float], dict[str, tuple[float, float]],
+                                   dict[str, list[float]]]:
+    """:func:`score_with_intervals` from per-image scores already computed."""
+    return _intervals(per_image.aggregate(),
+                      (per_image.aggregate(index) for index in resamples), level)
+
+
+def _intervals(metrics: dict[str, float], samples: Iterable[dict[str, float]], level: float
+               ) -> tuple[dict[str, float], dict[str, tuple[float, float]],
+                          dict[str, list[float]]]:
     draws: dict[str, list[float]] = {k: [] for k in metrics if k in INTERVAL_METRICS}
     for sample in samples:
         for key in draws:
@@ -175,37 +194,50 @@ def score_with_intervals(scorer: Any, images: torch.Tensor, reference: Reference
 
 def verify(study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]],
            cache: Any, rounds: int = 200, seed: int = 0,
-           progress_file: Path | None = None) -> list[Verified]:
+           progress_file: Path | None = None,
+           executor: ExecutorSection | None = None) -> list[Verified]:
     """Evaluate ``{name: (kind, config)}`` on the verification seeds (``None`` = FP model).
 
     With ``progress_file``, each result is appended there as a JSON line as soon as it is
     known, and results already there (same name, image count, rounds and seed) are reused, so
-    an interrupted verification resumes instead of starting over.
+    an interrupted verification resumes instead of starting over. With a Ray ``executor``, the
+    images are generated and scored by Ray actors (:mod:`qua2.study.ray_executor`); the
+    bootstrap runs here on the same resamples either way.
     """
-    from qua2.progress import progress_bar
-    from qua2.quant.apply import average_bits
+    from qua2.quant import average_bits
 
     reference = get_reference(study, "verification")
-    scorer = build_scorer(study)
     resamples = bootstrap_indices(len(reference.seeds), rounds, seed)
     setting = {"n_images": len(reference.seeds), "rounds": rounds, "seed": seed,
                "intervals": INTERVAL_METHOD, "metrics": list(INTERVAL_METRICS)}
     done = _load_progress(progress_file, setting)
-    results = []
-    for name, (kind, config) in progress_bar(candidates.items(), desc="verify", unit="config"):
-        if name in done:
-            results.append(done[name])
-            continue
-        if config is None:
-            images, bits = reference.images, None
-        else:
-            with study.quantized(config, cache):
-                images = study.generate(reference.seeds, noise=reference.noise)
-            bits = average_bits(config, cache)
-        metrics, intervals, draws = score_with_intervals(scorer, images, reference, resamples)
-        results.append(Verified(name, kind, bits, metrics, intervals, draws))
-        _append_progress(progress_file, setting, results[-1])
-    return results
+
+    def record(name: str, measured: tuple[dict[str, float], dict[str, tuple[float, float]],
+                                          dict[str, list[float]]]) -> None:
+        kind, config = candidates[name]
+        bits = None if config is None else average_bits(config, cache)
+        done[name] = Verified(name, kind, bits, *measured)
+        _append_progress(progress_file, setting, done[name])
+
+    pending = {name: config for name, (_, config) in candidates.items() if name not in done}
+    if pending and executor is not None and executor.kind == "ray":
+        from qua2.study.ray_executor import verification_scores
+        from qua2.study.workers import default_threads
+
+        threads = executor.cpus_per_worker or default_threads(executor.workers)
+        configs = {name: None if c is None else c.to_dict() for name, c in pending.items()}
+        verification_scores(study, executor, threads, configs, len(reference.seeds),
+                            lambda name, scores: record(name, intervals_of_scores(scores,
+                                                                                  resamples)))
+    elif pending:
+        from qua2.progress import progress_bar
+        from qua2.study.evaluate import generate_images
+
+        scorer = build_scorer(study)
+        for name, config in progress_bar(pending.items(), desc="verify", unit="config"):
+            images = generate_images(study, config, cache, reference)
+            record(name, score_with_intervals(scorer, images, reference, resamples))
+    return [done[name] for name in candidates]
 
 
 def _load_progress(path: Path | None, setting: dict[str, Any]) -> dict[str, Verified]:

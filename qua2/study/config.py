@@ -158,6 +158,28 @@ class PipelineSection:
 
 
 @dataclass(frozen=True)
+class ExecutorSection:
+    """Where configurations are evaluated (it changes how fast, never a stored result).
+
+    ``local``: ``workers`` processes on this machine coordinating through the study's SQLite
+    store. ``ray``: ``workers`` Ray actors, each holding the model and option cache, fed by
+    this process, which alone writes the store (:mod:`qua2.study.ray_executor`).
+    """
+
+    kind: Literal["local", "ray"] = "local"
+    workers: int = 1
+    cpus_per_worker: int | None = None  # torch threads per worker; null: cores / workers
+    # Ray only. address: null starts a Ray instance on this machine; "auto" joins the one
+    # `ray start` runs here; "HOST:PORT" or "ray://HOST:PORT" a remote cluster.
+    address: str | None = None
+    gpus_per_worker: float | None = None  # null: 1 when the model runs on CUDA, else 0
+
+
+#: Top-level keys of older study files, now in ``executor`` (read, never written).
+_LEGACY_EXECUTOR_KEYS = {"workers": "workers", "threads_per_worker": "cpus_per_worker"}
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """A whole study: model, conditions, sampler, seeds, search space, sampling, metrics."""
 
@@ -175,12 +197,12 @@ class StudyConfig:
     # Activation quantization on top of every weight config (qua2.activations.ActivationSetting
     # keys, e.g. {bits: 8, mode: static, calibration: ndtc}); null: activations stay FP.
     activations: dict[str, Any] | None = None
-    workers: int = 1
-    threads_per_worker: int | None = None
+    executor: ExecutorSection = field(default_factory=ExecutorSection)
     version: int = STUDY_FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        _check_positive(self, ("images_per_config", "verification_images", "workers"))
+        _check_positive(self, ("images_per_config", "verification_images"))
+        _check_positive(self.executor, ("workers",), prefix="executor.")
         _check_positive(self.sampler, ("steps", "batch_size"), prefix="sampler.")
         _check_positive(self.config_sampler, ("num_configs",), prefix="config_sampler.")
         low, high = self.config_sampler.low_share
@@ -213,8 +235,7 @@ class StudyConfig:
 
     def results_dict(self) -> dict[str, Any]:
         """:meth:`to_dict` without the keys that cannot change a stored result."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("pipeline", "workers",
-                                                                     "threads_per_worker")}
+        return {k: v for k, v in self.to_dict().items() if k not in ("pipeline", "executor")}
 
     def save(self, path: Path) -> None:
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
@@ -240,7 +261,26 @@ def load_study_config(path: str | Path) -> StudyConfig:
 
 def study_config_from_dict(data: Any, source: str = "study") -> StudyConfig:
     """Build a :class:`StudyConfig` from plain data, naming the offending key on error."""
-    return _build(StudyConfig, data, prefix="", source=source)
+    return _build(StudyConfig, _moved_executor_keys(data, source), prefix="", source=source)
+
+
+def _moved_executor_keys(data: Any, source: str) -> Any:
+    """Older files' top-level ``workers``/``threads_per_worker``, moved into ``executor``."""
+    if not isinstance(data, dict) or not set(data) & set(_LEGACY_EXECUTOR_KEYS):
+        return data
+    data = dict(data)
+    executor = data.get("executor") or {}
+    if not isinstance(executor, dict):
+        return data  # _build names the wrong type
+    executor = dict(executor)
+    for old, new in _LEGACY_EXECUTOR_KEYS.items():
+        if old in data:
+            if new in executor:
+                raise Qua2Error(f"{source}: '{old}' and 'executor.{new}' both given; keep "
+                                f"'executor.{new}' only.")
+            executor[new] = data.pop(old)
+    data["executor"] = executor
+    return data
 
 
 # --------------------------------------------------------------------------- parsing

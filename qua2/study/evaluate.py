@@ -23,6 +23,7 @@ from qua2.study.scoring import Scorer, build_scorer
 from qua2.study.study import Study
 
 if TYPE_CHECKING:
+    from qua2.metrics.per_image import ImageScores
     from qua2.quant.cache import OptionCache
 
 
@@ -86,3 +87,20 @@ class Evaluator:
             result.error = f"{type(error).__name__}: {error}"
             traceback.print_exc()
         return result
+
+
+def generate_images(study: Study, config: QuantConfig | None, cache: OptionCache,
+                    reference: Reference) -> torch.Tensor:
+    """Images of ``config`` (``None``: the FP model) for the reference's seeds and noise."""
+    if config is None:
+        return reference.images
+    with study.quantized(config, cache):
+        return study.generate(reference.seeds, noise=reference.noise,
+                              conditions=reference.conditions)
+
+
+def candidate_image_scores(study: Study, config: dict | None, cache: OptionCache,
+                           scorer: Scorer, reference: Reference) -> ImageScores:
+    """Per-image scores of a stored configuration (``None``: FP) on ``reference``'s seeds."""
+    quant_config = None if config is None else QuantConfig.from_dict(config)
+    return scorer.image_scores(generate_images(study, quant_config, cache, reference), reference)

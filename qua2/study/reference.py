@@ -29,6 +29,11 @@ class Reference:
     seeds: list[int]
     conditions: list
 
+    def slice(self, start: int, stop: int) -> Reference:
+        """The images, noise, seeds and conditions ``start:stop``."""
+        return Reference(self.images[start:stop], self.noise[start:stop], self.seeds[start:stop],
+                         self.conditions[start:stop])
+
     def save(self, path: Path) -> None:
         tensors = {"images": self.images.contiguous(), "noise": self.noise.contiguous()}
         metadata = {"seeds": json.dumps(self.seeds), "conditions": json.dumps(self.conditions),

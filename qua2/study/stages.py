@@ -11,15 +11,20 @@ alone, and a killed run resumes where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from qua2.errors import Qua2Error
 from qua2.io import DamagedArtifactError, atomic_write_json, read_json_object
 from qua2.log import say
 from qua2.study.store import Store
 from qua2.study.study import Study
+
+if TYPE_CHECKING:
+    from qua2.study.config import ExecutorSection
 
 
 @dataclass
@@ -28,6 +33,8 @@ class RunOptions:
 
     workers: int | None = None
     threads: int | None = None
+    executor: str | None = None  # "local" or "ray" (default: the YAML's executor.kind)
+    address: str | None = None  # Ray cluster address (default: the YAML's executor.address)
     num_configs: int | None = None
     budgets: tuple[float, ...] | None = None  # search budgets (default: search.stage's)
     surrogate: str = "best"  # which fitted surrogate guides the search
@@ -39,6 +46,17 @@ class RunOptions:
         if self.bootstrap_rounds < 1:
             raise Qua2Error(f"bootstrap rounds must be at least 1, got {self.bootstrap_rounds}; "
                             "pass e.g. --rounds 200.")
+
+    def executor_for(self, study: Study) -> ExecutorSection:
+        """The study's ``executor`` section with this run's command-line overrides applied."""
+        from qua2.study.validate import check_executor
+
+        given: dict[str, Any] = {"kind": self.executor, "address": self.address,
+                                 "workers": self.workers, "cpus_per_worker": self.threads}
+        executor = dataclasses.replace(study.config.executor,
+                                       **{k: v for k, v in given.items() if v is not None})
+        check_executor(executor)
+        return executor
 
 
 
@@ -113,20 +131,22 @@ def stage_anchors(study: Study, options: RunOptions) -> None:
     """Queue and evaluate the uniform configs (every layer on one option)."""
     from qua2.study.queue import queue_anchors
 
+    executor = ready_executor(study, options)
     queue_anchors(study)
-    _evaluate(study, options, ["uniform"], "anchors")
+    _evaluate(study, executor, ["uniform"], "anchors")
 
 
 def stage_sample(study: Study, options: RunOptions) -> None:
     """Queue random configs up to the study's count and evaluate them."""
     from qua2.study.queue import queue_random
 
+    executor = ready_executor(study, options)
     target = options.num_configs or study.config.config_sampler.num_configs
     with Store(study.path("study.sqlite")) as store:
         have = store.count(kind="random")
     if have < target:
         queue_random(study, target - have)
-    _evaluate(study, options, ["random"], "random configs")
+    _evaluate(study, executor, ["random"], "random configs")
 
 
 def stage_sweep(study: Study, options: RunOptions) -> None:
@@ -136,12 +156,22 @@ def stage_sweep(study: Study, options: RunOptions) -> None:
     if not study.config.pipeline.sweep:
         say("sweep: skipped (pipeline.sweep is false)")
         return
+    executor = ready_executor(study, options)
     queue_sweep(study)
-    _evaluate(study, options, ["sweep"], "sweep")
+    _evaluate(study, executor, ["sweep"], "sweep")
 
 
-def _evaluate(study: Study, options: RunOptions, kinds: list[str], desc: str) -> None:
+def ready_executor(study: Study, options: RunOptions) -> ExecutorSection:
+    """The run's executor, checked (and for Ray connected) before any row is queued."""
+    executor = options.executor_for(study)
+    if executor.kind == "ray":
+        from qua2.study.ray_executor import connect
+
+        connect(executor)
+    return executor
+
+
+def _evaluate(study: Study, executor: ExecutorSection, kinds: list[str], desc: str) -> None:
     from qua2.study.workers import evaluate_pending
 
-    workers = options.workers or study.config.workers
-    evaluate_pending(study, kinds, workers=workers, threads=options.threads, desc=desc)
+    evaluate_pending(study, kinds, executor, desc=desc)

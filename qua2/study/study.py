@@ -182,10 +182,16 @@ class Study:
         count = self.config.verification_images if count is None else count
         return [self.config.seeds.verification + i for i in range(count)]
 
-    def generate(self, seeds: list[int], noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Images of the current model weights for ``seeds`` with the study's sampler."""
+    def generate(self, seeds: list[int], noise: torch.Tensor | None = None,
+                 conditions: list[Any] | None = None) -> torch.Tensor:
+        """Images of the current model weights for ``seeds`` with the study's sampler.
+
+        ``conditions`` default to those of images ``0 … len(seeds)-1``; a slice of a seed list
+        (one Ray actor's share of the verification seeds) passes its own.
+        """
         sampler = self.config.sampler
+        conditions = self.conditions(len(seeds)) if conditions is None else conditions
         return self.adapter.generate(
-            self.conditions(len(seeds)), seeds, steps=sampler.steps,
+            conditions, seeds, steps=sampler.steps,
             guidance_scale=sampler.guidance_scale, batch_size=sampler.batch_size, noise=noise,
         )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from qua2.errors import Qua2Error
 
 if TYPE_CHECKING:
-    from qua2.study.config import StudyConfig
+    from qua2.study.config import ExecutorSection, StudyConfig
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -144,14 +144,33 @@ def _check_seeds(config: StudyConfig) -> None:
 
 
 def _check_runtime(config: StudyConfig) -> None:
-    threads = config.threads_per_worker
-    if threads is not None and threads < 1:
-        raise Qua2Error(f"threads_per_worker must be at least 1 (or null), got {threads}.")
+    check_executor(config.executor)
     scale = config.sampler.guidance_scale
     if scale is not None and not (math.isfinite(scale) and scale >= 0):
         raise Qua2Error(f"sampler.guidance_scale must be a number ≥ 0 (or null), got {scale}.")
     if not config.name.strip():
         raise Qua2Error("'name' must not be empty; give the study a label.")
+
+
+_RAY_ADDRESS = re.compile(r"^(auto|(ray://)?[A-Za-z0-9.\-\[\]:]+:\d+)$")
+
+
+def check_executor(executor: ExecutorSection) -> None:
+    """The ``executor`` section's rules (also applied to command-line overrides)."""
+    cpus = executor.cpus_per_worker
+    if cpus is not None and cpus < 1:
+        raise Qua2Error(f"executor.cpus_per_worker must be at least 1 (or null), got {cpus}.")
+    gpus = executor.gpus_per_worker
+    if gpus is not None and not (math.isfinite(gpus) and gpus >= 0):
+        raise Qua2Error(f"executor.gpus_per_worker must be a number ≥ 0 (or null), got {gpus}.")
+    if executor.kind == "local":
+        for key in ("address", "gpus_per_worker"):
+            if getattr(executor, key) is not None:
+                raise Qua2Error(f"executor.{key} is used only by the Ray executor; remove it or "
+                                "set executor.kind: ray (--executor ray).")
+    if executor.address is not None and not _RAY_ADDRESS.match(executor.address):
+        raise Qua2Error(f"executor.address {executor.address!r} is not a Ray address; use auto, "
+                        "HOST:PORT or ray://HOST:PORT (or null for a Ray instance here).")
 
 
 def check_study_paths(config: StudyConfig) -> None:

@@ -1,10 +1,13 @@
-"""Evaluate a study's pending configurations, in this process or in several worker processes.
+"""Evaluate a study's pending configurations, in this process, in worker processes or on Ray.
 
-Workers are plain subprocesses (``python -m qua2.study.workers DIR``) that coordinate only
-through the SQLite store: each claims one pending row at a time in a transaction, so no
-configuration is evaluated twice, and a row whose worker died is put back to pending by the
-next run. Each worker sets an explicit torch thread count: two processes with default
-OpenMP settings on two cores slow each other ~100× (measured while building qua2).
+:func:`evaluate_pending` is the one entry point; the study's ``executor`` section chooses how.
+``local`` workers are plain subprocesses (``python -m qua2.study.workers DIR``) that
+coordinate only through the SQLite store: each claims one pending row at a time in a
+transaction, so no configuration is evaluated twice, and a row whose worker died is put back
+to pending by the next run. ``ray`` hands the rows to Ray actors
+(:mod:`qua2.study.ray_executor`). Each worker sets an explicit torch thread count: two
+processes with default OpenMP settings on two cores slow each other ~100× (measured while
+building qua2).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -24,6 +28,9 @@ from qua2.progress import progress_bar
 from qua2.specs import QuantConfig
 from qua2.study.store import Store
 from qua2.study.study import Study
+
+if TYPE_CHECKING:
+    from qua2.study.config import ExecutorSection
 
 
 def default_threads(workers: int) -> int:
@@ -58,10 +65,13 @@ def evaluate_loop(study: Study, kinds: Sequence[str] | None = None,
     return done
 
 
-def evaluate_pending(study: Study, kinds: Sequence[str] | None = None, workers: int = 1,
-                     threads: int | None = None, desc: str = "evaluating") -> int:
-    """Evaluate every pending row (of ``kinds``) with ``workers`` processes."""
+def evaluate_pending(study: Study, kinds: Sequence[str] | None = None,
+                     executor: ExecutorSection | None = None, desc: str = "evaluating") -> int:
+    """Evaluate every pending row (of ``kinds``) as ``executor`` (default: the study's) says."""
     import torch
+
+    executor = executor or study.config.executor
+    workers = executor.workers
 
     with Store(study.path("study.sqlite")) as store:
         recovered = store.recover_abandoned()
@@ -72,8 +82,12 @@ def evaluate_pending(study: Study, kinds: Sequence[str] | None = None, workers: 
             store.count("pending")
     if pending == 0:
         return 0
-    threads = threads or study.config.threads_per_worker or default_threads(workers)
+    threads = executor.cpus_per_worker or default_threads(workers)
     with progress_bar(total=pending, desc=desc, unit="config") as progress:
+        if executor.kind == "ray":
+            from qua2.study.ray_executor import evaluate_with_ray
+
+            return evaluate_with_ray(study, kinds, executor, threads, progress)
         if workers <= 1:
             before = torch.get_num_threads()
             torch.set_num_threads(threads)
