@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load_graph(args: argparse.Namespace) -> tuple[str, Any]:
-    from qua2.graph import trace, trace_adapter
+    from qua2.graph.tracer import trace, trace_adapter
 
     if args.study:
         from qua2.study.graph import study_graph
@@ -70,7 +70,7 @@ def _load_graph(args: argparse.Namespace) -> tuple[str, Any]:
         study = Study.open(args.study)
         return Path(args.study).name, study_graph(study)
     if args.model:
-        from qua2.models import load_model
+        from qua2.models.registry import load_model
 
         adapter = load_model(args.model, args.path, **_options(args.option))
         return args.model, trace_adapter(adapter)

@@ -204,7 +204,7 @@ def verify(study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]
     images are generated and scored by Ray actors (:mod:`qua2.study.ray_executor`); the
     bootstrap runs here on the same resamples either way.
     """
-    from qua2.quant import average_bits
+    from qua2.quant.apply import average_bits
 
     reference = get_reference(study, "verification")
     resamples = bootstrap_indices(len(reference.seeds), rounds, seed)

@@ -21,7 +21,7 @@ from qua2.errors import Qua2Error
 from qua2.specs import SearchSpace
 
 if TYPE_CHECKING:
-    from qua2.activations import ActivationSetting
+    from qua2.activations.setting import ActivationSetting
 
 STUDY_FORMAT_VERSION = 1
 
@@ -226,7 +226,7 @@ class StudyConfig:
         """The :class:`~qua2.activations.ActivationSetting` of the study, or None."""
         if self.activations is None:
             return None
-        from qua2.activations import ActivationSetting
+        from qua2.activations.setting import ActivationSetting
 
         return ActivationSetting.from_dict(self.activations)
 
