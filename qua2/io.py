@@ -167,17 +167,27 @@ def read_json_object_or_none(path: str | Path, fix: str) -> dict[str, Any] | Non
         return None
 
 
-def load_safetensors(path: str | Path, fix: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """(tensors, string metadata) of a safetensors file, read as torch tensors on the CPU."""
+def decode_safetensors(data: bytes) -> tuple[dict[str, Any], dict[str, str]]:
+    """(tensors, string metadata) of safetensors bytes, as torch tensors on the CPU.
+
+    The header is parsed by hand (8-byte little-endian length + JSON) for the metadata, so a
+    file is read once and can be hashed and decoded from the same bytes. Any damage raises
+    (safetensors raises its own error types); never pickle, never ``torch.load``.
+    """
     from safetensors.torch import load as load_bytes
 
+    header_len = int.from_bytes(data[:8], "little")
+    if len(data) < 8 or not 2 <= header_len <= len(data) - 8:
+        raise ValueError("header length out of range")
+    header = json.loads(data[8 : 8 + header_len])
+    metadata = header.get("__metadata__") or {}
+    return dict(load_bytes(data)), {str(k): str(v) for k, v in metadata.items()}
+
+
+def load_safetensors(path: str | Path, fix: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """(tensors, string metadata) of a safetensors file, read as torch tensors on the CPU."""
     data = _read_bytes(Path(path), fix)
     try:
-        header_len = int.from_bytes(data[:8], "little")
-        if len(data) < 8 or not 2 <= header_len <= len(data) - 8:
-            raise ValueError("header length out of range")
-        header = json.loads(data[8 : 8 + header_len])
-        metadata = header.get("__metadata__") or {}
-        return dict(load_bytes(data)), {str(k): str(v) for k, v in metadata.items()}
-    except Exception:  # safetensors raises its own error types for every kind of damage
+        return decode_safetensors(data)
+    except Exception:  # every kind of damage, whatever error type safetensors raises
         raise DamagedArtifactError(Path(path), "not a readable safetensors file", fix) from None

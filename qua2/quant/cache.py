@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from qua2.errors import Qua2Error
+from qua2.io import atomic_write_json, bytes_digest
 from qua2.quant.cache_build import (
     BuildReport,
     Log,
@@ -34,7 +35,7 @@ from qua2.quant.cache_build import (
 from qua2.quant.cache_index import INDEX_NAME, OptionStats, read_index
 from qua2.quant.methods import quantize_options
 from qua2.quant.qweight import QuantizedWeight, parse_dtype
-from qua2.quant.store import atomic_write_json, bytes_digest, read_safetensors, tensor_digest
+from qua2.quant.store import read_safetensors, tensor_digest
 from qua2.specs import QuantOption, SearchSpace
 
 #: Default bound on memoised dequantized weights (bytes).

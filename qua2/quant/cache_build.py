@@ -29,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from qua2.errors import Qua2Error
+from qua2.io import atomic_write, atomic_write_json, bytes_digest
 from qua2.progress import progress_bar
 from qua2.quant.batch import quantize_layers
 from qua2.quant.cache_index import (
@@ -42,15 +43,7 @@ from qua2.quant.cache_index import (
 )
 from qua2.quant.methods import get_method
 from qua2.quant.qweight import QuantizedWeight, dtype_name
-from qua2.quant.store import (
-    atomic_write,
-    atomic_write_json,
-    bytes_digest,
-    exclusive_lock,
-    safe_name,
-    safetensors_bytes,
-    tensor_digest,
-)
+from qua2.quant.store import exclusive_lock, safe_name, safetensors_bytes, tensor_digest
 from qua2.specs import QuantOption, SearchSpace
 
 Log = Callable[[str], None]

@@ -28,23 +28,21 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from qua2.errors import Qua2Error
+from qua2.io import atomic_write_json, file_digest, write_safetensors
 from qua2.quant.apply import ConfigLike, validate_config
 from qua2.quant.cache import OptionCache
 from qua2.quant.cache_build import layer_weight
 from qua2.quant.qweight import QuantizedWeight
-from qua2.quant.store import atomic_write_json, file_digest, module_digest, tensor_digest
+from qua2.quant.store import module_digest, tensor_digest
 from qua2.specs import QuantConfig
 from qua2.version import __version__
 
@@ -109,7 +107,7 @@ def export_packed(
         tensors[CODES_BLOB] = torch.cat(codes)
         tensors[PARAMS_BLOB] = torch.cat(params) if params else torch.zeros(0, dtype=torch.half)
     weights_path = directory / WEIGHTS_NAME
-    _save_atomic(tensors, {"format": EXPORT_FORMAT, "format_version": "1"}, weights_path)
+    write_safetensors(weights_path, tensors, {"format": EXPORT_FORMAT, "format_version": "1"})
     payload = sum(t.numel() * t.element_size() for t in tensors.values())
     model_bytes = quantized_bytes + sum(_fp16_size(t) for t in unquantized.values())
     summary = ExportSummary(
@@ -186,17 +184,6 @@ def named_tensors(module: nn.Module) -> dict[str, Tensor]:
     """Every parameter and buffer by qualified name, non-persistent buffers included (they
     are needed to fill a module built on the ``meta`` device)."""
     return {**module.state_dict(keep_vars=True), **dict(module.named_buffers())}
-
-
-def _save_atomic(tensors: dict[str, Tensor], metadata: dict[str, str], path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _manifest(module: nn.Module, config: QuantConfig, cache: OptionCache, model_id: str,

@@ -1,31 +1,25 @@
-"""Small, safe file helpers for the option cache and the packed export.
+"""Small, safe file helpers for the option cache and the packed export (atomic writes and
+byte/file digests are in :mod:`qua2.io`).
 
 * Hashes: BLAKE2b-128 (several times faster than SHA-256 in CPython), as hex.
-* Atomic writes: write to a temporary file in the same directory, ``fsync``, ``os.replace`` —
-  a reader (or a killed writer) never sees half a file.
-* safetensors from bytes: the header is parsed by hand (8-byte little-endian length + JSON), so
-  a shard is read once, hashed and decoded from the same bytes. Never pickle, never
-  ``torch.load``.
+* safetensors from bytes (:func:`qua2.io.decode_safetensors`): a shard is read once, hashed
+  and decoded from the same bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
-from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
 
 from qua2.errors import Qua2Error
-from qua2.io import atomic_write, atomic_write_json, bytes_digest, file_digest
-
-__all__ = ["atomic_write", "atomic_write_json", "bytes_digest", "file_digest"]
+from qua2.io import decode_safetensors
 
 
 def tensor_digest(tensor: Tensor) -> str:
@@ -55,12 +49,7 @@ def safetensors_bytes(tensors: Mapping[str, Tensor], metadata: Mapping[str, str]
 def read_safetensors(data: bytes, what: str) -> tuple[dict[str, Tensor], dict[str, str]]:
     """Decode safetensors bytes into (tensors, metadata); a bad file raises :class:`Qua2Error`."""
     try:
-        header_len = int.from_bytes(data[:8], "little")
-        if not 2 <= header_len <= len(data) - 8:
-            raise ValueError("bad header length")
-        header = json.loads(data[8 : 8 + header_len])
-        metadata = header.get("__metadata__", {}) or {}
-        return dict(st_load(data)), dict(metadata)
+        return decode_safetensors(data)
     except Exception as exc:  # safetensors raises its own error types
         raise Qua2Error(f"{what} is not a readable safetensors file ({exc}).") from None
 
