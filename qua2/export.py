@@ -77,8 +77,26 @@ def _best_verified(study: Study, reference: str) -> tuple[str, QuantConfig]:
     if not picks:
         raise Qua2Error(f"no verified qua2 pick at budget {budget:g}; run `qua2 search "
                         f"{study.directory} --bits {budget:g}` first.")
-    best = min(picks, key=lambda c: sign * verified[c.config.digest()]["metrics"][primary])
+    selected = _selected_id(study, budget)
+    chosen = [c for c in picks if c.config.digest() == selected]
+    # Studies verified before selection existed have two verified picks and no selection file.
+    best = chosen[0] if chosen else \
+        min(picks, key=lambda c: sign * verified[c.config.digest()]["metrics"][primary])
     return best.config.digest(), best.config
+
+
+def _selected_id(study: Study, budget: float) -> str | None:
+    """The id :mod:`qua2.search.selection` chose at ``budget`` (None: no selection file)."""
+    from qua2.io import read_json
+    from qua2.search.selection import SELECTION_FILE
+
+    path = study.path(*SELECTION_FILE)
+    if not path.exists():
+        return None
+    entries = read_json(path, "re-run `qua2 run … --stages verify` to choose again")
+    return next((e.get("id") for e in entries if isinstance(e, dict) and
+                 isinstance(e.get("budget"), float | int) and abs(e["budget"] - budget) < 1e-9),
+                None)
 
 
 def export_study_config(study: Study, reference: str, out: str | Path) -> ExportSummary:

@@ -80,8 +80,11 @@ def stage_verify(study: Study, options: RunOptions) -> None:
 
 def verify_candidates(study: Study, cache: Any, rounds: int = 200,
                       executor: ExecutorSection | None = None) -> list[Verified]:
-    """Verify every distinct candidate (and the FP model) once; write results and figures."""
-    candidates = load_candidates(study)
+    """Choose one qua2 pick per budget on the selection seeds, then verify every distinct
+    candidate (and the FP model) once on the verification seeds; write results and figures."""
+    from qua2.search.selection import select_picks
+
+    candidates = select_picks(study, load_candidates(study), cache, rounds, executor)
     distinct: dict[str, tuple[str, Any]] = {"fp": ("fp", None)}
     for candidate in candidates:
         distinct.setdefault(candidate.config.digest(), (candidate.kind, candidate.config))
@@ -195,8 +198,11 @@ def _intervals(metrics: dict[str, float], samples: Iterable[dict[str, float]], l
 def verify(study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]],
            cache: Any, rounds: int = 200, seed: int = 0,
            progress_file: Path | None = None,
-           executor: ExecutorSection | None = None) -> list[Verified]:
+           executor: ExecutorSection | None = None, seeds: str = "verification"
+           ) -> list[Verified]:
     """Evaluate ``{name: (kind, config)}`` on the verification seeds (``None`` = FP model).
+
+    ``seeds="selection"`` scores on the selection seeds instead (:mod:`qua2.search.selection`).
 
     With ``progress_file``, each result is appended there as a JSON line as soon as it is
     known, and results already there (same name, image count, rounds and seed) are reused, so
@@ -206,7 +212,7 @@ def verify(study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]
     """
     from qua2.quant.apply import average_bits
 
-    reference = get_reference(study, "verification")
+    reference = get_reference(study, seeds)
     resamples = bootstrap_indices(len(reference.seeds), rounds, seed)
     setting = {"n_images": len(reference.seeds), "rounds": rounds, "seed": seed,
                "intervals": INTERVAL_METHOD, "metrics": list(INTERVAL_METRICS)}
@@ -228,13 +234,15 @@ def verify(study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]
         configs = {name: None if c is None else c.to_dict() for name, c in pending.items()}
         verification_scores(study, executor, threads, configs, len(reference.seeds),
                             lambda name, scores: record(name, intervals_of_scores(scores,
-                                                                                  resamples)))
+                                                                                  resamples)),
+                            seeds=seeds)
     elif pending:
         from qua2.progress import progress_bar
         from qua2.study.evaluate import generate_images
 
         scorer = build_scorer(study)
-        for name, config in progress_bar(pending.items(), desc="verify", unit="config"):
+        desc = "verify" if seeds == "verification" else seeds
+        for name, config in progress_bar(pending.items(), desc=desc, unit="config"):
             images = generate_images(study, config, cache, reference)
             record(name, score_with_intervals(scorer, images, reference, resamples))
     return [done[name] for name in candidates]
@@ -300,7 +308,7 @@ def _row(budget: float, name: str, kind: str, config_id: str, verified: Verified
 
 def paired_comparisons(study: Study, candidates: list[Candidate],
                        results: list[Verified]) -> pd.DataFrame:
-    """Per budget, qua2's best verified pick against every baseline at that budget and every
+    """Per budget, qua2's (selected) pick against every baseline at that budget and every
     uniform anchor above it, on the primary metric with paired 95% intervals.
 
     ``delta`` is pick − other; ``verdict`` says which is better when the interval excludes 0.
@@ -315,10 +323,11 @@ def paired_comparisons(study: Study, candidates: list[Candidate],
         picks = [c for c in here if c.kind == "qua2"]
         if not picks:
             continue
-        pick = max(picks, key=lambda c: sign * by_id[c.config.digest()].metrics[primary])
         others = [c for c in here if c.kind == "baseline"]
         others += [c for c in anchors if c.avg_bits > budget]
-        for other in others:
+        # One pick per budget after selection (qua2.search.selection); never chosen here, on
+        # the images that measure it.
+        for pick, other in ((p, o) for p in picks for o in others):
             a, b = by_id[pick.config.digest()], by_id[other.config.digest()]
             if primary not in a.draws or primary not in b.draws:
                 continue  # a primary metric without bootstrap draws (custom scorer)
@@ -333,6 +342,15 @@ def paired_comparisons(study: Study, candidates: list[Candidate],
     return pd.DataFrame(rows)
 
 
+def _selection_sentence(study: Study) -> str:
+    images = study.config.selection_images
+    how = (f"on {images} other images (selection seeds from {study.config.seeds.selection})"
+           if images else "by the surrogate's prediction")
+    return (f"qua2's pick per budget was chosen among its search picks {how}, not on these "
+            "images, so its verified score is not inflated by the choice "
+            "(search/selection.json).")
+
+
 def markdown_tables(study: Study, table: pd.DataFrame,
                     comparisons: pd.DataFrame | None = None) -> str:
     """A Markdown table per budget: candidates sorted by the primary metric, with 95% CIs,
@@ -344,7 +362,8 @@ def markdown_tables(study: Study, table: pd.DataFrame,
     lines = [f"Verified on {study.config.verification_images} held-out images per config; "
              "intervals are 95% bootstrap intervals over resamples shared by all configs "
              "(percentile; bias-shifted for Fréchet distances). Activations: "
-             f"{activations} (the bits columns are the weights': W<bits>{activations}).", ""]
+             f"{activations} (the bits columns are the weights': W<bits>{activations}).",
+             "", _selection_sentence(study), ""]
     groups = [("Full precision and uniform anchors", table[table["budget"].isna()])]
     groups += [(f"Budget ≤ {budget:g} average bits", group)
                for budget, group in table.dropna(subset=["budget"]).groupby("budget")]

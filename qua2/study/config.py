@@ -58,10 +58,11 @@ class SamplerSection:
 
 @dataclass(frozen=True)
 class SeedsSection:
-    """Seeds: image i of a config uses ``sampling + i``; verification uses its own range."""
+    """Seeds: image i of a config uses ``sampling + i``; selection and verification their own."""
 
     sampling: int = 0
     verification: int = 1_000_000
+    selection: int = 2_000_000  # choosing among qua2's picks, apart from verifying the choice
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,8 @@ class StudyConfig:
     sampler: SamplerSection = field(default_factory=SamplerSection)
     images_per_config: int = 256
     verification_images: int = 1000
+    # Images on which the best of qua2's picks per budget is chosen (0: the surrogate chooses).
+    selection_images: int = 256
     seeds: SeedsSection = field(default_factory=SeedsSection)
     search_space: SearchSpaceSection = field(default_factory=SearchSpaceSection)
     config_sampler: ConfigSamplerSection = field(default_factory=ConfigSamplerSection)

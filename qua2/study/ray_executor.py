@@ -74,6 +74,8 @@ class EvaluationWorker:
         self.directory = Path(directory)
         self._study: Study | None = None
         self._evaluator: Any = None
+        self._references: dict[str, Any] = {}
+        self._scorer: Any = None
 
     def setup(self) -> dict[str, Any]:
         """Open the study (raises a one-sentence error if this node cannot see it)."""
@@ -109,19 +111,21 @@ class EvaluationWorker:
 
         return self.evaluator().evaluate(QuantConfig.from_dict(config))
 
-    def image_scores(self, config: dict[str, Any] | None, start: int, stop: int) -> ImageScores:
-        """Per-image scores of the verification seeds ``start:stop`` (``None``: the FP model)."""
+    def image_scores(self, config: dict[str, Any] | None, seeds: str, start: int, stop: int
+                     ) -> ImageScores:
+        """Per-image scores of the ``seeds`` reference's images ``start:stop`` (verification or
+        selection seeds; ``None``: the FP model)."""
         from qua2.study.evaluate import candidate_image_scores
         from qua2.study.option_cache import open_option_cache
         from qua2.study.reference import get_reference
         from qua2.study.scoring import build_scorer
 
         study = self.study
-        if not hasattr(self, "_verification"):
-            self._verification = (get_reference(study, "verification"), build_scorer(study))
-        reference, scorer = self._verification
-        return candidate_image_scores(study, config, open_option_cache(study), scorer,
-                                      reference.slice(start, stop))
+        if seeds not in self._references:
+            self._references[seeds] = get_reference(study, seeds)
+        self._scorer = self._scorer or build_scorer(study)
+        return candidate_image_scores(study, config, open_option_cache(study), self._scorer,
+                                      self._references[seeds].slice(start, stop))
 
     def pid(self) -> int:
         return os.getpid()
@@ -341,14 +345,15 @@ def evaluate_with_ray(study: Study, kinds: Sequence[str] | None, executor: Execu
 def verification_scores(study: Study, executor: ExecutorSection, threads: int,
                         candidates: Mapping[str, dict[str, Any] | None], n_images: int,
                         on_candidate: Callable[[str, ImageScores], None],
-                        on_dispatch: DispatchHook | None = None) -> None:
+                        on_dispatch: DispatchHook | None = None, seeds: str = "verification"
+                        ) -> None:
     """Per-image scores of each candidate, passed to ``on_candidate`` as soon as complete."""
     from qua2.metrics.per_image import ImageScores
 
     connect(executor)
     chunks = _chunks(n_images, study.config.sampler.batch_size,
                      split=len(candidates) < executor.workers, workers=executor.workers)
-    queue = [Task(f"{name}:{i}", "image_scores", (config, start, stop))
+    queue = [Task(f"{name}:{i}", "image_scores", (config, seeds, start, stop))
              for name, config in candidates.items() for i, (start, stop) in enumerate(chunks)]
     queue.reverse()  # pop() from the end hands tasks out in candidate order
     parts: dict[str, dict[int, ImageScores]] = {name: {} for name in candidates}

@@ -66,9 +66,10 @@ def reference_path(study: Study, which: str) -> Path:
 
 
 def get_reference(study: Study, which: str = "sampling") -> Reference:
-    """The FP reference for the sampling or verification seeds; generated on first use."""
+    """The FP reference for the sampling, selection or verification seeds; made on first use."""
     path = reference_path(study, which)
-    seeds = study.sampling_seeds() if which == "sampling" else study.verification_seeds()
+    seeds = {"sampling": study.sampling_seeds, "selection": study.selection_seeds,
+             "verification": study.verification_seeds}[which]()
     if path.exists():
         try:
             reference = Reference.load(path)

@@ -177,6 +177,11 @@ class Study:
         count = self.config.images_per_config if count is None else count
         return [self.config.seeds.sampling + i for i in range(count)]
 
+    def selection_seeds(self, count: int | None = None) -> list[int]:
+        """Seeds on which the best of qua2's picks per budget is chosen (not verified on)."""
+        count = self.config.selection_images if count is None else count
+        return [self.config.seeds.selection + i for i in range(count)]
+
     def verification_seeds(self, count: int | None = None) -> list[int]:
         """Held-out seeds, never used while sampling or fitting."""
         count = self.config.verification_images if count is None else count

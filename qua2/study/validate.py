@@ -128,19 +128,33 @@ def _check_conditions(config: StudyConfig) -> None:
 
 
 def _check_seeds(config: StudyConfig) -> None:
+    """Sampling, selection and verification seeds must be three disjoint ranges.
+
+    Choosing among candidates on the images that then verify the choice reports the winner of
+    a noisy contest as if it were measured fresh: an optimistic bias (issue 19).
+    """
     seeds = config.seeds
-    for name in ("sampling", "verification"):
+    for name in ("sampling", "selection", "verification"):
         if getattr(seeds, name) < 0:
             raise Qua2Error(f"seeds.{name} must be ≥ 0, got {getattr(seeds, name)}.")
     if config.config_sampler.seed < 0:
         raise Qua2Error(f"config_sampler.seed must be ≥ 0, got {config.config_sampler.seed}.")
-    sampling = range(seeds.sampling, seeds.sampling + config.images_per_config)
-    verification = range(seeds.verification, seeds.verification + config.verification_images)
-    if sampling.start < verification.stop and verification.start < sampling.stop:
-        raise Qua2Error(
-            f"the sampling seeds {sampling.start}…{sampling.stop - 1} overlap the held-out "
-            f"verification seeds {verification.start}…{verification.stop - 1}; move "
-            "seeds.verification past the sampling seeds.")
+    if config.selection_images < 0:
+        raise Qua2Error(f"'selection_images' must be ≥ 0 (0: the surrogate chooses), got "
+                        f"{config.selection_images}.")
+    ranges = {"sampling": range(seeds.sampling, seeds.sampling + config.images_per_config),
+              "selection": range(seeds.selection, seeds.selection + config.selection_images),
+              "verification": range(seeds.verification,
+                                    seeds.verification + config.verification_images)}
+    names = list(ranges)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            a, b = ranges[first], ranges[second]
+            if a and b and a.start < b.stop and b.start < a.stop:
+                raise Qua2Error(
+                    f"the {first} seeds {a.start}…{a.stop - 1} overlap the {second} seeds "
+                    f"{b.start}…{b.stop - 1}; move seeds.{second} past them (sampling, "
+                    "selection and verification must use different images).")
 
 
 def _check_runtime(config: StudyConfig) -> None:

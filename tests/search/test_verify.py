@@ -62,7 +62,8 @@ def test_paired_difference_uses_the_shared_resamples():
 
 
 def test_paired_comparisons_and_their_markdown():
-    """qua2's best pick per budget against each baseline there and each anchor above it."""
+    """Each qua2 pick of a budget (one after selection) against each baseline there and each
+    anchor above it; the comparison never chooses among picks on the images it measures."""
     from types import SimpleNamespace
 
     from qua2.search.stage import Candidate
@@ -90,10 +91,13 @@ def test_paired_comparisons_and_their_markdown():
     from qua2.study.config import MetricsSection
 
     metrics = MetricsSection(primary="digits_fid", lower_is_better=True)
-    study = SimpleNamespace(config=SimpleNamespace(metrics=metrics, verification_images=300),
+    study = SimpleNamespace(config=SimpleNamespace(metrics=metrics, verification_images=300,
+                                                   selection_images=64,
+                                                   seeds=SimpleNamespace(selection=2_000_000)),
                             precision_label="A16")
-    frame = paired_comparisons(study, candidates, results)
-    assert list(frame["pick"]) == ["qua2-1", "qua2-1"]  # the better of the two picks
+    both = paired_comparisons(study, candidates, results)
+    assert list(both["pick"]) == ["qua2-1", "qua2-1", "qua2-2", "qua2-2"]
+    frame = both[both["pick"] == "qua2-1"]
     assert list(frame["other"]) == ["uniform", "anchor-kmeans_c-w4"]
     assert list(frame["verdict"]) == ["better", "tie"]
     assert frame["delta"].iloc[0] == pytest.approx(-20.0)
@@ -102,6 +106,7 @@ def test_paired_comparisons_and_their_markdown():
     text = markdown_tables(study, table, frame)
     assert "- vs uniform: -20 [" in text and "→ better" in text
     assert "anchor-kmeans_c-w4 at 5.600 bits" in text
+    assert "chosen among its search picks on 64 other images" in text
 
 
 def test_pareto_colours_tell_qua2_picks_from_the_qua2sedimo_baseline():

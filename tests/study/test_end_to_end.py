@@ -21,6 +21,7 @@ TINY_FULL_STUDY = textwrap.dedent("""
     sampler: {steps: 2, batch_size: 64}
     images_per_config: 24
     verification_images: 48
+    selection_images: 24
     search_space: {methods: [uaq, kmeans_a], bits: [3, 4]}
     config_sampler: {num_configs: 24}
     pipeline: {sweep: true, surrogates: [ridge, xgb]}
@@ -60,6 +61,31 @@ def test_verification_tables_and_paired_comparisons(finished):
     assert "### Budget ≤ 3.5 average bits" in text and "Paired differences" in text
     progress = (finished / "verification" / "progress.jsonl").read_text().splitlines()
     assert len(progress) == len(set(table["id"]))  # each distinct config verified once
+
+
+def test_one_pick_per_budget_chosen_on_selection_seeds_and_only_it_verified(finished):
+    """Selection is not verification (issue 19): the better of qua2's two picks per budget is
+    chosen on the selection seeds; only the chosen one is verified on the held-out seeds."""
+    from qua2.study.reference import Reference
+
+    selection = json.loads((finished / "search" / "selection.json").read_text())
+    verified = {r["name"] for r in json.loads((finished / "verification" /
+                                               "results.json").read_text())}
+    others = {c["id"] for c in json.loads((finished / "search" / "candidates.json").read_text())
+              if c["kind"] != "qua2"}
+    assert selection
+    for entry in selection:
+        assert len(entry["picks"]) == 2 and entry["by"] == "selection images"
+        best = min(entry["picks"], key=lambda p: p["selection_score"])  # digits-FID: lower
+        assert entry["id"] == best["id"] and entry["id"] in verified
+        loser = next(p["id"] for p in entry["picks"] if p["id"] != entry["id"])
+        assert loser in others or loser not in verified
+    table = pd.read_csv(finished / "verification" / "table.csv")
+    qua2_rows = table[table["kind"] == "qua2"]
+    assert qua2_rows.groupby("budget").size().eq(1).all()
+    chosen = Reference.load(finished / "reference" / "selection.safetensors").seeds
+    held_out = Reference.load(finished / "reference" / "verification.safetensors").seeds
+    assert len(chosen) == 24 and not set(chosen) & set(held_out)
 
 
 def test_export_is_smaller_and_report_links_everything(finished):

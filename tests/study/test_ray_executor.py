@@ -179,3 +179,35 @@ def test_killed_driver_resumes_without_losing_or_repeating(ray_instance, prepare
     rows = _rows(study)
     assert len(rows) == total and {status for status, _ in rows.values()} == {"done"}
     assert all(rows[key][1] == metrics for key, metrics in first.items())  # kept, not redone
+
+
+@pytest.mark.slow
+def test_ctrl_c_puts_rows_in_flight_back_and_stops_the_actors(ray_instance, prepared, tmp_path):
+    study = _copy(prepared, tmp_path, "interrupted")
+    queue_random(study, 3)
+    dispatched: list[int] = []
+
+    def interrupt_on_second(worker, task):
+        dispatched.append(worker.pid)
+        if len(dispatched) == 2:
+            raise KeyboardInterrupt
+
+    from qua2.study.ray_executor import evaluate_with_ray
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_with_ray(study, None, RAY, threads=1, on_dispatch=interrupt_on_second)
+    with Store(study.path("study.sqlite")) as store:
+        assert store.count("running") == 0 and store.count("pending") == 3
+    assert len(set(dispatched)) == 2  # both actors were busy: both must be stopped
+    deadline = time.monotonic() + 30  # ray.kill is asynchronous
+    while any(_alive(pid) for pid in dispatched) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in dispatched)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
