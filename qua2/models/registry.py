@@ -8,6 +8,7 @@ keyword options, and returns a :class:`~qua2.models.base.DenoiserAdapter`.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
 class FamilySpec:
     """A model family: its loader and the defaults a study of it starts from.
 
-    ``loader`` is ``"package.module:function"`` (imported on first use). ``scoring`` says
+    ``loader`` is ``"package.module:function"`` (imported on first use; the function may be
+    an attribute path such as ``Adapter.from_directory``). ``scoring`` says
     which metric suite a study uses by default: ``embedded`` (qua2's own digits classifier:
     ``digits_fid``, ``class_accuracy``) or ``real`` (FID against real images, CLIP score).
     ``needs_path``: the family loads from a local diffusers directory (``model.path``).
@@ -65,19 +67,20 @@ register_family("digits-dit", "qua2.models.digits:load_digits_dit", scoring="emb
 register_family("digits-unet", "qua2.models.digits:load_digits_unet", scoring="embedded",
                 needs_path=False)
 # diffusers families, loaded from a local pipeline directory (qua2/models/families).
-for _name, _loader in {
-    "pixart-alpha": "pixart:load_pixart_alpha", "pixart-sigma": "pixart:load_pixart_sigma",
-    "dit": "dit:load_dit", "hunyuan-dit": "hunyuan:load_hunyuan_dit", "sd15": "sd:load_sd15",
-    "sdxl": "sd:load_sdxl", "sd3": "flow:load_sd3", "flux": "flow:load_flux",
+for _name, _adapter in {
+    "pixart-alpha": "pixart:PixArtAdapter", "pixart-sigma": "pixart:PixArtSigmaAdapter",
+    "dit": "dit:DiTAdapter", "hunyuan-dit": "hunyuan:HunyuanDiTAdapter", "sd15": "sd:SD15Adapter",
+    "sdxl": "sd:SDXLAdapter", "sd3": "flow:SD3Adapter", "flux": "flow:FluxAdapter",
 }.items():
-    register_family(_name, f"qua2.models.families.{_loader}")
+    register_family(_name, f"qua2.models.families.{_adapter}.from_directory")
 
 
 def load_model(family: str, path: str | Path | None = None,
                **options: Any) -> DenoiserAdapter:
     """Build the adapter of ``family`` (from ``path`` where the family needs a directory)."""
     module_name, func_name = get_family(family).loader.split(":")
-    loader = getattr(importlib.import_module(module_name), func_name)
+    loader: Any = functools.reduce(getattr, func_name.split("."),
+                                   importlib.import_module(module_name))
     try:
         return loader(path, **options)
     except TypeError as error:  # an option the loader does not take: bad input, not a bug

@@ -29,24 +29,16 @@ _EXPORTS = {
     "FluxAdapter": "flow",
 }
 
-#: family name → adapter class name (every family of the registry that loads a directory).
-ADAPTERS = {
-    "pixart-alpha": "PixArtAdapter",
-    "pixart-sigma": "PixArtSigmaAdapter",
-    "dit": "DiTAdapter",
-    "hunyuan-dit": "HunyuanDiTAdapter",
-    "sd15": "SD15Adapter",
-    "sdxl": "SDXLAdapter",
-    "sd3": "SD3Adapter",
-    "flux": "FluxAdapter",
-}
-
-__all__ = ["ADAPTERS", "adapter_class", *sorted(_EXPORTS)]
+__all__ = ["adapter_class", *sorted(_EXPORTS)]
 
 
 def adapter_class(family: str) -> type[DiffusersAdapter]:
-    """The adapter class of a diffusers ``family`` (e.g. ``"sdxl"`` → ``SDXLAdapter``)."""
-    return __getattr__(ADAPTERS[family])
+    """The adapter class of a diffusers ``family`` (e.g. ``"sdxl"`` → ``SDXLAdapter``), as its
+    registry loader (``module:Adapter.from_directory``) names it."""
+    from qua2.models.registry import get_family
+
+    module, loader = get_family(family).loader.split(":")
+    return getattr(importlib.import_module(module), loader.split(".")[0])
 
 
 def __getattr__(name: str) -> Any:

@@ -9,7 +9,7 @@ exactly what sampling runs.
 Three ways to build one:
 
 * ``Adapter.from_directory(path, **options)`` — a local diffusers pipeline folder (what the
-  registry's loaders call);
+  registry calls);
 * ``Adapter.from_pipeline(pipe, **options)`` — an already built pipeline object;
 * ``Adapter.from_components(denoiser, scheduler, vae=None, **options)`` — bare modules (no
   VAE: :meth:`generate` returns the final latents; no text encoder: conditions must be

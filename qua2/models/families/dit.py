@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -82,8 +81,3 @@ class DiTAdapter(DiffusersAdapter):
             "class_labels": cond["class_labels"],
         }
         return ExampleInputs((latents,), kwargs)
-
-
-def load_dit(path: str | Path | None, **options: Any) -> DiTAdapter:
-    """Registry loader: a local ``DiTPipeline`` directory."""
-    return DiTAdapter.from_directory(path, **options)

@@ -16,7 +16,6 @@ shift ``mu`` is computed from the image token count as the pipelines do.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -179,13 +178,3 @@ def _shift_mu(image_tokens: int, config: Any) -> float:
     max_shift = config.get("max_shift", 1.15)
     slope = (max_shift - base_shift) / (max_len - base_len)
     return image_tokens * slope + base_shift - slope * base_len
-
-
-def load_sd3(path: str | Path | None, **options: Any) -> SD3Adapter:
-    """Registry loader: a local ``StableDiffusion3Pipeline`` directory."""
-    return SD3Adapter.from_directory(path, **options)
-
-
-def load_flux(path: str | Path | None, **options: Any) -> FluxAdapter:
-    """Registry loader: a local ``FluxPipeline`` directory."""
-    return FluxAdapter.from_directory(path, **options)

@@ -11,7 +11,6 @@ which draws noise at every step; qua2 samples with DDIM of the same configuratio
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -102,8 +101,3 @@ def _centred_crop(grid: tuple[int, int], base: int) -> tuple[tuple[int, int], tu
         height, width = round(base / cols * rows), base
     top, left = round((base - height) / 2.0), round((base - width) / 2.0)
     return (top, left), (top + height, left + width)
-
-
-def load_hunyuan_dit(path: str | Path | None, **options: Any) -> HunyuanDiTAdapter:
-    """Registry loader: a local ``HunyuanDiTPipeline`` directory."""
-    return HunyuanDiTAdapter.from_directory(path, **options)

@@ -8,7 +8,6 @@ learns the variance, so the first half of its output channels is the noise predi
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -59,13 +58,3 @@ class PixArtSigmaAdapter(PixArtAdapter):
 
     family = "pixart-sigma"
     default_max_sequence_length = 300
-
-
-def load_pixart_alpha(path: str | Path | None, **options: Any) -> PixArtAdapter:
-    """Registry loader: a local ``PixArtAlphaPipeline`` directory."""
-    return PixArtAdapter.from_directory(path, **options)
-
-
-def load_pixart_sigma(path: str | Path | None, **options: Any) -> PixArtSigmaAdapter:
-    """Registry loader: a local ``PixArtSigmaPipeline`` directory."""
-    return PixArtSigmaAdapter.from_directory(path, **options)

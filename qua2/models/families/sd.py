@@ -10,8 +10,7 @@ is given, exactly as in ``StableDiffusionXLPipeline``.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
@@ -92,13 +91,3 @@ class SDXLAdapter(SD15Adapter):
         added = {"text_embeds": cond["pooled"], "time_ids": time_ids.repeat(batch, 1)}
         kwargs = {"encoder_hidden_states": cond["embeds"], "added_cond_kwargs": added}
         return ExampleInputs((latents, self.timesteps_for(t, batch)), kwargs)
-
-
-def load_sd15(path: str | Path | None, **options: Any) -> SD15Adapter:
-    """Registry loader: a local ``StableDiffusionPipeline`` directory."""
-    return SD15Adapter.from_directory(path, **options)
-
-
-def load_sdxl(path: str | Path | None, **options: Any) -> SDXLAdapter:
-    """Registry loader: a local ``StableDiffusionXLPipeline`` directory."""
-    return SDXLAdapter.from_directory(path, **options)
