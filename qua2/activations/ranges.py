@@ -9,7 +9,6 @@ ranges split ``[0, T)`` into ``G`` equal-width groups; group 0 holds the cleanes
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,7 +94,3 @@ class ActivationRanges:
             raise Qua2Error(f"{path} is not a qua2 activation ranges file; calibrate again.")
         ranges = {k[len("range/"):]: v for k, v in tensors.items() if k.startswith("range/")}
         return cls(ranges, tensors["edges"], json.loads(header.get("meta", "{}")))
-
-    def to_summary(self) -> Mapping[str, list[list[float]]]:
-        """Plain lists for JSON reports."""
-        return {k: v.tolist() for k, v in self.ranges.items()}

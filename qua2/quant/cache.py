@@ -199,10 +199,6 @@ class OptionCache:
             for option in self.space:
                 self.dequantized(layer, option, device=device, dtype=dtype)
 
-    def clear_memo(self) -> None:
-        self._memo.clear()
-        self._memo_bytes = 0
-
     def _remember(self, key: tuple, value: Tensor) -> None:
         size = value.numel() * value.element_size()
         if size > self.memory_budget:

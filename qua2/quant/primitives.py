@@ -67,14 +67,6 @@ def affine_dequant(codes: Tensor, scale: Tensor, zero: Tensor) -> Tensor:
     return (codes.float() - zero.float()).mul_(scale.float())
 
 
-def lp_error_rows(x: Tensor, y: Tensor, p: float) -> Tensor:
-    """Per-row ``Σ |x − y|^p`` (PTQ4DM / Qua²SeDiMo use p = 2.4 to pick clipping ranges)."""
-    diff = (x - y).abs_()
-    if p == 2.0:
-        return diff.square_().sum(dim=1)
-    return diff.pow_(p).sum(dim=1)
-
-
 def squared_error(x: Tensor, y: Tensor) -> tuple[float, float]:
     """``(mse, relative)``: mean squared error and ``‖x − y‖² / ‖x‖²`` (1.0 for a zero x).
 

@@ -166,10 +166,6 @@ class Store:
         row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def set_meta(self, key: str, value: Any) -> None:
-        with self._transaction():
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
-
     # ------------------------------------------------------------------ adding
     def add(self, entries: Iterable[tuple[str, str, dict[str, Any], float | None, dict]]) -> int:
         """Queue ``(id, kind, config, avg_bits, tags)`` rows; ids already present are skipped.
