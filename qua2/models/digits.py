@@ -133,31 +133,27 @@ def model_dir(spec: DigitsSpec, recipe: TrainRecipe) -> Path:
     return cache_dir() / "models" / f"{spec.name}{suffix}"
 
 
-def _say(message: str) -> None:
-    say(message)
-
-
 def _load_cached(spec: DigitsSpec, recipe: TrainRecipe, directory: Path) -> nn.Module | None:
     """The cached module, or None (with a message saying why) if it must be re-trained."""
     from safetensors.torch import load_file
 
     manifest_path, weights_path = directory / "manifest.json", directory / "model.safetensors"
     if not manifest_path.exists() or not weights_path.exists():
-        _say(f"no trained {spec.name} in {directory}; training it now (a few minutes, once).")
+        say(f"no trained {spec.name} in {directory}; training it now (a few minutes, once).")
         return None
     try:
         manifest = json.loads(manifest_path.read_text())
         if not isinstance(manifest, dict):
             raise ValueError("not an object")
     except (OSError, ValueError):  # ValueError covers bad UTF-8 and bad JSON
-        _say(f"the manifest of {spec.name} in {directory} is unreadable; re-training.")
+        say(f"the manifest of {spec.name} in {directory} is unreadable; re-training.")
         return None
     expected = json.loads(json.dumps(_cache_key(spec, recipe), default=list))
     if manifest.get("key") != expected:
-        _say(f"the cached {spec.name} was trained with other settings; re-training.")
+        say(f"the cached {spec.name} was trained with other settings; re-training.")
         return None
     if sha256_file(weights_path) != manifest.get("sha256"):
-        _say(f"the cached {spec.name} weights are corrupted (checksum mismatch); re-training.")
+        say(f"the cached {spec.name} weights are corrupted (checksum mismatch); re-training.")
         return None
     module = _build(spec)
     module.load_state_dict(load_file(weights_path))
@@ -211,7 +207,7 @@ def load_digits(name: str, path: str | Path | None = None, *, recipe: TrainRecip
     if module is None:
         module = train_digits_model(spec, recipe)
         _store(module, spec, recipe, directory)
-        _say(f"saved trained {spec.name} to {directory}")
+        say(f"saved trained {spec.name} to {directory}")
     return DigitsAdapter(module.to(device), spec, recipe)
 
 
