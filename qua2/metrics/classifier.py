@@ -21,6 +21,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -195,13 +196,19 @@ def classifier_paths(seed: int = 0, root: Path | None = None) -> tuple[Path, Pat
 
 
 def load_digits_classifier(seed: int = 0, device: torch.device | str = "cpu",
-                           config: ClassifierConfig | None = None) -> DigitsClassifier:
-    """The cached digits classifier for ``seed``; trained (≈16 s of CPU time) when needed.
+                           config: ClassifierConfig | None = None,
+                           shipped: bool = True) -> DigitsClassifier:
+    """The digits classifier for ``seed``: the one shipped in the repository (qua2/shipped.py)
+    for the default settings unless ``shipped=False``, else the cached one, trained (≈16 s of
+    CPU time) when needed.
 
     Checks the weights' SHA-256 and the stored settings against the JSON config; a missing,
     stale or corrupted cache is re-trained with a warning that names the reason.
     """
     config = config or ClassifierConfig(seed=seed)
+    found = _shipped(config) if shipped else None
+    if found is not None:
+        return found.to_device(device)
     weights_path, config_path = classifier_paths(config.seed)
     reason = _cache_problem(weights_path, config_path, config)
     if reason is None:
@@ -212,6 +219,24 @@ def load_digits_classifier(seed: int = 0, device: torch.device | str = "cpu",
     log.warning("training the digits metric classifier (seed %d) because the cached copy "
                 "at %s %s.", config.seed, weights_path, reason)
     return _train_and_save(config, weights_path, config_path).to_device(device)
+
+
+def classifier_key(config: ClassifierConfig) -> dict[str, Any]:
+    """What trained weights depend on: the settings and the exact training data."""
+    return {"config": asdict(config), "data": _data_digest()}
+
+
+def _shipped(config: ClassifierConfig) -> DigitsClassifier | None:
+    """The classifier shipped in the repository for these settings (qua2/shipped.py), or None."""
+    from qua2.shipped import shipped_state
+
+    found = shipped_state(f"digits-classifier-s{config.seed}", classifier_key(config))
+    if found is None:
+        return None
+    state, entry = found
+    net = DigitsCNN(config.width, config.feature_dim)
+    net.load_state_dict(state)
+    return DigitsClassifier(net.eval(), config, entry["sha256"], entry["held_out_accuracy"])
 
 
 def _cache_problem(weights_path: Path, config_path: Path,

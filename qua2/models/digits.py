@@ -1,15 +1,18 @@
 """The embedded default models: class-conditional denoisers of 8×8 handwritten digits.
 
-qua2 must run for real on a fresh machine with no downloads, so it trains its own small
-denoisers on ``sklearn.datasets.load_digits()`` (which ships inside scikit-learn):
+qua2 must run for real on a fresh machine with no downloads, so it has its own small
+denoisers, trained on ``sklearn.datasets.load_digits()`` (which ships inside scikit-learn):
 
 - ``digits-dit``: a diffusers ``DiTTransformer2DModel`` (Peebles & Xie, 2023), 4 layers,
   4 heads × 32, patch 2 (~1.4 M parameters);
 - ``digits-unet``: a diffusers ``UNet2DModel`` with a class embedding (~1.0 M parameters).
 
-Trained weights live in the user cache (:func:`qua2.paths.cache_dir`) as safetensors plus a
-manifest JSON holding the architecture, the training recipe and the weights' SHA-256. They are
-re-trained only when missing, made with another recipe, or corrupted — and qua2 says which.
+The default recipe's weights ship in the repository (:mod:`qua2.shipped`), so every machine
+samples from the same model. Other recipes (``train_steps``, a ``recipe``) and ``retrain=True``
+train here; those weights live in the user cache (:func:`qua2.paths.cache_dir`) as safetensors
+plus a manifest JSON holding the architecture, the training recipe and the weights' SHA-256.
+They are re-trained only when missing, made with another recipe, or corrupted — and qua2 says
+which.
 """
 
 from __future__ import annotations
@@ -121,14 +124,15 @@ def _build(spec: DigitsSpec) -> nn.Module:
     return getattr(diffusers, spec.model_class).from_config(spec.architecture)
 
 
-def _cache_key(spec: DigitsSpec, recipe: TrainRecipe) -> dict[str, Any]:
+def digits_key(spec: DigitsSpec, recipe: TrainRecipe) -> dict[str, Any]:
+    """What a trained model depends on: its architecture and training recipe."""
     return {"model_class": spec.model_class, "architecture": spec.architecture,
             "recipe": recipe.to_dict()}
 
 
 def model_dir(spec: DigitsSpec, recipe: TrainRecipe) -> Path:
     """Cache directory of one (architecture, recipe); the default recipe gets a plain name."""
-    key = json.dumps(_cache_key(spec, recipe), sort_keys=True, default=list)
+    key = json.dumps(digits_key(spec, recipe), sort_keys=True, default=list)
     suffix = "" if recipe == spec.recipe else "-" + hashlib.sha256(key.encode()).hexdigest()[:8]
     return cache_dir() / "models" / f"{spec.name}{suffix}"
 
@@ -148,7 +152,7 @@ def _load_cached(spec: DigitsSpec, recipe: TrainRecipe, directory: Path) -> nn.M
     except (OSError, ValueError):  # ValueError covers bad UTF-8 and bad JSON
         say(f"the manifest of {spec.name} in {directory} is unreadable; re-training.")
         return None
-    expected = json.loads(json.dumps(_cache_key(spec, recipe), default=list))
+    expected = json.loads(json.dumps(digits_key(spec, recipe), default=list))
     if manifest.get("key") != expected:
         say(f"the cached {spec.name} was trained with other settings; re-training.")
         return None
@@ -169,7 +173,7 @@ def _store(module: nn.Module, spec: DigitsSpec, recipe: TrainRecipe, directory: 
     save_file({k: v.contiguous() for k, v in module.state_dict().items()}, weights_tmp)
     weights_tmp.replace(directory / "model.safetensors")
     manifest = {"name": spec.name, "qua2_version": __version__,
-                "key": _cache_key(spec, recipe),
+                "key": digits_key(spec, recipe),
                 "sha256": sha256_file(directory / "model.safetensors")}
     manifest_tmp = directory / "manifest.json.tmp"
     manifest_tmp.write_text(json.dumps(manifest, indent=2, default=list))
@@ -190,7 +194,8 @@ def train_digits_model(spec: DigitsSpec, recipe: TrainRecipe) -> nn.Module:
 def load_digits(name: str, path: str | Path | None = None, *, recipe: TrainRecipe | None = None,
                 train_steps: int | None = None, retrain: bool = False,
                 device: str | torch.device = "cpu") -> DigitsAdapter:
-    """Load (training once if needed) the embedded digits model ``name``.
+    """Load the embedded digits model ``name``: shipped weights for the default recipe,
+    otherwise trained once into the user cache (``retrain``: train even so).
 
     ``path`` overrides the cache directory (a folder with ``model.safetensors`` and
     ``manifest.json``); ``recipe`` trains a variant, and ``train_steps`` is a shortcut for the
@@ -202,6 +207,8 @@ def load_digits(name: str, path: str | Path | None = None, *, recipe: TrainRecip
         if not isinstance(train_steps, int) or train_steps < 1:
             raise Qua2Error(f"train_steps must be a positive integer, got {train_steps!r}.")
         recipe = replace(recipe, steps=train_steps, warmup=min(recipe.warmup, train_steps // 5))
+    if path is None and not retrain and (module := _shipped(spec, recipe)) is not None:
+        return DigitsAdapter(module.to(device), spec, recipe)
     directory = Path(path) if path is not None else model_dir(spec, recipe)
     module = None if retrain else _load_cached(spec, recipe, directory)
     if module is None:
@@ -209,6 +216,18 @@ def load_digits(name: str, path: str | Path | None = None, *, recipe: TrainRecip
         _store(module, spec, recipe, directory)
         say(f"saved trained {spec.name} to {directory}")
     return DigitsAdapter(module.to(device), spec, recipe)
+
+
+def _shipped(spec: DigitsSpec, recipe: TrainRecipe) -> nn.Module | None:
+    """The weights shipped in the repository for this recipe (qua2/shipped.py), or None."""
+    from qua2.shipped import shipped_state
+
+    found = shipped_state(spec.name, digits_key(spec, recipe))
+    if found is None:
+        return None
+    module = _build(spec)
+    module.load_state_dict(found[0])
+    return module.eval()
 
 
 def load_digits_dit(path: str | Path | None = None, **options: Any) -> DigitsAdapter:

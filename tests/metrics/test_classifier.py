@@ -1,3 +1,4 @@
+import json
 import logging
 
 import pytest
@@ -41,13 +42,16 @@ def test_features_and_class_accuracy(classifier, real_digits):
     assert classifier.accuracy(noisy, labels[held]) >= 0.95
 
 
-def test_cache_is_reused(classifier, caplog):
+def test_default_classifier_is_the_shipped_one(classifier, caplog):
+    """Every machine scores with the same network (qua2/shipped.py): nothing is trained."""
+    from qua2.shipped import MANIFEST
+
     with caplog.at_level(logging.WARNING):
         again = load_digits_classifier()
     assert "training" not in caplog.text
-    assert again.id == classifier.id
-    weights, config = classifier_paths(0)
-    assert weights.exists() and config.exists()
+    shipped = json.loads(MANIFEST.read_text())["digits-classifier-s0"]
+    assert again.id == classifier.id and again.weights_sha256 == shipped["sha256"]
+    assert not classifier_paths(0)[0].exists()  # the user cache was never needed
 
 
 def test_missing_corrupted_and_stale_cache_retrain(tmp_path, monkeypatch, caplog):
