@@ -12,18 +12,24 @@ alone, and a killed run resumes where it stopped.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qua2.errors import Qua2Error
-from qua2.io import DamagedArtifactError, atomic_write_json, read_json_object
+from qua2.io import (
+    DamagedArtifactError,
+    atomic_write_json,
+    read_json_object,
+    read_json_object_or_none,
+)
 from qua2.log import say
 from qua2.study.store import Store
 from qua2.study.study import Study
 
 if TYPE_CHECKING:
+    import torch
+
     from qua2.study.config import ExecutorSection
 
 
@@ -68,10 +74,42 @@ def stage_model(study: Study, options: RunOptions) -> None:
     adapter = study.adapter
     layers = adapter.quantizable_layers()
     params = sum(p.numel() for p in adapter.module.parameters())
+    digest = weights_digest(adapter.module)
+    _check_same_weights(study, digest)
     info = {"family": adapter.family, "name": adapter.name, "parameters": params,
-            "quantizable_layers": len(layers), "device": str(study.device)}
-    study.path("model.json").write_text(json.dumps(info, indent=2))
+            "quantizable_layers": len(layers), "device": str(study.device),
+            "weights_digest": digest}
+    atomic_write_json(study.path("model.json"), info)
     say(f"model {adapter.name}: {params / 1e6:.2f} M parameters, {len(layers)} weight layers")
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """Digest of every parameter and buffer's exact bytes, by name."""
+    from qua2.io import bytes_digest
+    from qua2.quant.store import tensor_digest
+
+    state = module.state_dict()
+    return bytes_digest("".join(f"{k}={tensor_digest(state[k])};" for k in sorted(state))
+                        .encode())
+
+
+def _check_same_weights(study: Study, digest: str) -> None:
+    """Refuse to resume a study whose results came from other weights than the model's now.
+
+    The study file names the model, not its weights: a re-trained or re-shipped model under
+    the same name would otherwise mix two models' numbers in one study.
+    """
+    path = study.path("model.json")
+    stored = read_json_object_or_none(path, "it is written again")
+    if stored is None:
+        return
+    if "weights_digest" not in stored:
+        say(f"{path} predates weight digests: if the model changed since this study was made "
+            "(e.g. the digits models now ship with qua2), start a new --out directory.")
+    elif stored["weights_digest"] != digest:
+        raise Qua2Error(f"the model's weights differ from those {study.directory} was made "
+                        "with (model.json); its stored results would mix two models: start a "
+                        "new --out directory, or restore the original weights.")
 
 
 def stage_reference(study: Study, options: RunOptions) -> None:

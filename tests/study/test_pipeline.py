@@ -194,3 +194,18 @@ def test_verification_resumes_from_its_progress_file(finished_study, tmp_path, m
     assert [r.to_dict() for r in again] == [r.to_dict() for r in first]
     with pytest.raises(AssertionError, match="generated again"):  # another setting: recomputed
         verify(finished_study, candidates, cache, rounds=21, progress_file=progress)
+
+
+def test_a_study_made_with_other_weights_is_not_resumed(tiny_study_yaml, tmp_path):
+    """The study file names the model, not its weights: model.json's digest guards a resume."""
+    import json
+
+    from qua2.errors import Qua2Error
+
+    out = tmp_path / "out"
+    run_study(tiny_study_yaml, out, stages=["model"])
+    info = json.loads((out / "model.json").read_text())
+    run_study(tiny_study_yaml, out, stages=["model"])  # same weights: resumes
+    (out / "model.json").write_text(json.dumps({**info, "weights_digest": "0" * 32}))
+    with pytest.raises(Qua2Error, match="weights differ"):
+        run_study(tiny_study_yaml, out, stages=["model"])
