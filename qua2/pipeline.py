@@ -49,7 +49,7 @@ STAGES: list[tuple[str, StageFn]] = [
     ("report", stage_report),
 ]
 STAGE_NAMES = [name for name, _ in STAGES]
-__all__ = ["STAGES", "STAGE_NAMES", "RunOptions", "run_stages", "run_study",
+__all__ = ["STAGES", "STAGE_NAMES", "RunOptions", "run_replicates", "run_stages", "run_study",
            *(f.__name__ for _, f in STAGES)]
 
 
@@ -63,6 +63,37 @@ def run_study(config_path: str | Path, out: str | Path, options: RunOptions | No
     config = load_study_config(config_path)
     check_study_paths(config)
     return run_stages(Study.create(config, out), options, stages)
+
+
+def run_replicates(config_path: str | Path, out: str | Path, replicates: int,
+                   options: RunOptions | None = None, stages: list[str] | None = None
+                   ) -> list[Study]:
+    """Run ``replicates`` studies of ``config_path`` in ``out/replicate-1`` … with independent
+    sampler and surrogate seeds (:mod:`qua2.search.replicates`), then pool their verified
+    comparisons into ``out/replicates.md`` and ``out/replicates.csv``."""
+    from qua2.search.replicates import (
+        REPLICATE_DIR,
+        pool_replicates,
+        replicate_config,
+        replicate_dirs,
+        write_pooled,
+    )
+    from qua2.study.config import load_study_config
+    from qua2.study.validate import check_study_paths
+
+    _check_names(stages)
+    if replicates < 1:
+        raise Qua2Error(f"replicates must be at least 1, got {replicates}.")
+    config = load_study_config(config_path)
+    check_study_paths(config)
+    out = Path(out)
+    studies = [run_stages(Study.create(replicate_config(config, r),
+                                       out / REPLICATE_DIR.format(r)), options, stages)
+               for r in range(1, replicates + 1)]
+    pooled = pool_replicates(replicate_dirs(out))
+    if not pooled.empty:
+        write_pooled(out, pooled)
+    return studies
 
 
 def run_stages(study: Study, options: RunOptions | None = None,

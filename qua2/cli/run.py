@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from qua2.cli.args import positive_int
-from qua2.pipeline import STAGE_NAMES, run_study
+from qua2.pipeline import STAGE_NAMES, run_replicates, run_study
 from qua2.study.stages import RunOptions
 
 
@@ -20,6 +20,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_worker_options(parser)
     parser.add_argument("-n", "--num-configs", type=positive_int,
                         help="random configs (overrides YAML)")
+    parser.add_argument("--replicates", type=positive_int,
+                        help="run K replicates (independent sampler and surrogate seeds) into "
+                             "DIR/replicate-1 … and pool them into DIR/replicates.md")
     return parser
 
 
@@ -41,6 +44,10 @@ def worker_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     options = RunOptions(**worker_options(args), num_configs=args.num_configs)
+    if args.replicates:
+        studies = run_replicates(args.study, args.out, args.replicates, options, args.stages)
+        print(f"{len(studies)} replicates in {args.out}; pooled: {args.out}/replicates.md")
+        return 0
     study = run_study(args.study, args.out, options, stages=args.stages)
     print(f"study directory: {study.directory}")
     return 0

@@ -63,6 +63,7 @@ class SeedsSection:
     sampling: int = 0
     verification: int = 1_000_000
     selection: int = 2_000_000  # choosing among qua2's picks, apart from verifying the choice
+    surrogates: int = 0  # cross-validation folds and the surrogates' own randomness
 
 
 @dataclass(frozen=True)

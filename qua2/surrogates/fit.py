@@ -233,5 +233,6 @@ def stage_fit(study: Study, options: RunOptions | None = None) -> None:
     """Pipeline stage: cross-validate and fit every surrogate (skips what is up to date)."""
     threads = (options.threads if options is not None else None) or 1
     kinds = tuple(study.config.pipeline.surrogates)
-    fit_study(study, FitOptions(surrogates=kinds, threads=threads))
+    fit_study(study, FitOptions(surrogates=kinds, threads=threads,
+                                seed=study.config.seeds.surrogates))
 
