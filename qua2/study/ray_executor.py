@@ -41,6 +41,7 @@ import logging
 import math
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,7 +198,7 @@ class ActorPool:
         self._actor_class = ray.remote(EvaluationWorker).options(
             num_cpus=threads, num_gpus=gpus, max_restarts=0, max_task_retries=0)
         self._arguments = (str(study.directory.resolve()), threads)
-        self.size = executor.workers
+        self.size = _fitting_workers(executor.workers, threads, gpus)
         self.deaths = 0
         self.idle: list[Worker] = []
         self._start(self.size)
@@ -223,6 +224,36 @@ class ActorPool:
         for worker in self.idle:
             _kill(worker)
         self.idle.clear()
+
+
+def _fitting_workers(workers: int, cpus: int, gpus: float, wait: float = 30.0) -> int:
+    """How many of ``workers`` actors the cluster has room for (an actor that does not fit
+    would wait for resources forever, and the run with it).
+
+    Actors killed a moment ago (the previous stage's) free their resources asynchronously, so
+    up to ``wait`` seconds are given for the free resources to reach what the cluster has.
+    """
+    import ray
+
+    def room(resources: dict[str, float]) -> int:
+        fits = math.floor(resources.get("CPU", 0) / cpus + 1e-9)
+        if gpus > 0:
+            fits = min(fits, math.floor(resources.get("GPU", 0) / gpus + 1e-9))
+        return fits
+
+    wanted = min(workers, room(ray.cluster_resources()))
+    deadline = time.monotonic() + wait
+    while room(free := ray.available_resources()) < wanted and time.monotonic() < deadline:
+        time.sleep(0.2)
+    fits = room(free)
+    if fits < 1:
+        raise Qua2Error(f"the Ray cluster has no room for a worker with {cpus} CPU(s) and "
+                        f"{gpus:g} GPU(s) (free: {free.get('CPU', 0):g} CPUs, "
+                        f"{free.get('GPU', 0):g} GPUs); lower executor.cpus_per_worker (--threads)"
+                        " or executor.gpus_per_worker, or add nodes.")
+    if fits < workers:
+        say(f"the Ray cluster has room for {fits} of {workers} workers; using {fits}.")
+    return min(fits, workers)
 
 
 def _kill(worker: Worker) -> None:

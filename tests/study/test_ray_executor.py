@@ -124,6 +124,17 @@ def test_ray_verification_matches_local_verification(ray_instance, prepared, tmp
         assert distributed[0].draws[metric] == pytest.approx(draws, rel=1e-4, abs=1e-6), metric
 
 
+def test_workers_that_cannot_fit_are_refused_or_reduced(ray_instance):
+    """An actor without room would wait for resources forever: say so instead."""
+    from qua2.errors import Qua2Error
+    from qua2.study.ray_executor import _fitting_workers
+
+    # A 2-CPU instance: two 1-CPU actors, once earlier tests' killed actors have let go.
+    assert _fitting_workers(5, 1, 0.0) == 2
+    with pytest.raises(Qua2Error, match="no room for a worker with 1 CPU"):
+        _fitting_workers(2, 1, 1.0, wait=0.5)  # no GPU here
+
+
 def test_chunks_follow_generation_batches():
     from qua2.study.ray_executor import _chunks
 
