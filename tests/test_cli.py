@@ -47,7 +47,7 @@ def test_module_entry_point_and_light_import():
     out = subprocess.run([sys.executable, "-m", "qua2", "--version"], capture_output=True,
                          text=True, check=True).stdout
     assert out.startswith("qua2 ")
-    code = ("import sys, qua2, qua2.specs; heavy = {'torch', 'diffusers', 'shap', "
+    code = ("import sys, qua2, qua2.specs; heavy = {'torch', 'diffusers', 'shap', 'ray', "
             "'torch_geometric', 'xgboost'} & set(sys.modules); print(sorted(heavy))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "[]"

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["activations", "explain", "graph", "metrics", "models", "quant", "search", "study",
             "surrogates"]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-HEAVY = {"torch", "diffusers", "shap", "torch_geometric", "xgboost"}
+HEAVY = {"torch", "diffusers", "shap", "torch_geometric", "xgboost", "ray"}
 
 
 def _submodules(package: str) -> set[str]:
