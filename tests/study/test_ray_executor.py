@@ -51,11 +51,11 @@ def ray_instance():
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    """A study directory with everything but evaluated rows (built with the local executor)."""
+    """A study directory ready to evaluate: model, FP reference, option cache (built locally)."""
     root = tmp_path_factory.mktemp("ray-study")
     (root / "study.yaml").write_text(RAY_STUDY)
     run_study(root / "study.yaml", root / "prepared",
-              stages=["model", "reference", "graph", "cache"])
+              stages=["model", "reference", "cache"])
     return root / "prepared"
 
 
