@@ -57,7 +57,9 @@ if TYPE_CHECKING:
 
     from qua2.metrics.per_image import ImageScores
     from qua2.study.config import ExecutorSection
-    from qua2.study.evaluate import Evaluation
+    from qua2.study.evaluate import Evaluation, Evaluator
+    from qua2.study.reference import Reference
+    from qua2.study.scoring import Scorer
 
 #: Actors died on the same configuration this many times → it is recorded as failed.
 DEATHS_PER_CONFIG = 2
@@ -74,9 +76,9 @@ class EvaluationWorker:
         torch.set_num_threads(threads)
         self.directory = Path(directory)
         self._study: Study | None = None
-        self._evaluator: Any = None
-        self._references: dict[str, Any] = {}
-        self._scorer: Any = None
+        self._evaluator: Evaluator | None = None
+        self._references: dict[str, Reference] = {}
+        self._scorer: Scorer | None = None
 
     def setup(self) -> dict[str, Any]:
         """Open the study (raises a one-sentence error if this node cannot see it)."""
@@ -98,7 +100,7 @@ class EvaluationWorker:
         assert self._study is not None
         return self._study
 
-    def evaluator(self) -> Any:
+    def evaluator(self) -> Evaluator:
         if self._evaluator is None:
             from qua2.study.evaluate import Evaluator
             from qua2.study.option_cache import open_option_cache
@@ -127,9 +129,6 @@ class EvaluationWorker:
         self._scorer = self._scorer or build_scorer(study)
         return candidate_image_scores(study, config, open_option_cache(study), self._scorer,
                                       self._references[seeds].slice(start, stop))
-
-    def pid(self) -> int:
-        return os.getpid()
 
 
 # --------------------------------------------------------------------------- connecting
