@@ -17,10 +17,8 @@ the same way; everything else is imported from its defining module (docs/ARCHITE
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from qua2.errors import Qua2Error
+from qua2.lazy import lazy_exports
 from qua2.version import __version__
 
 _PUBLIC = {
@@ -56,13 +54,4 @@ _PUBLIC = {
 }
 
 __all__ = ["Qua2Error", "__version__", *sorted(_PUBLIC)]
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'qua2' has no attribute {name!r}")
-    return getattr(importlib.import_module(_PUBLIC[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC, eager=["Qua2Error", "__version__"])

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "qua2"
 #: Lowest first. ``qua2`` (the root, which re-exports the public API) sits above everything.
 LAYERS: list[set[str]] = [
     {"errors", "version", "paths", "io", "log", "progress", "specs", "plots", "stats",
-     "registries", "shipped"},
+     "registries", "shipped", "lazy"},
     {"quant"},
     {"metrics"},
     {"models"},

@@ -3,8 +3,9 @@ use nothing else.
 
 * ``qua2`` exports the names a researcher uses (``qua2.__all__``), each loaded on first use;
 * every package ``qua2/<pkg>/__init__.py`` exports 5–10 names of its own area, in one style: a
-  docstring, an ``_EXPORTS`` table (name → defining module, inside the package) read by a
-  module ``__getattr__``, and ``__all__ = sorted(_EXPORTS)`` — so importing a package imports
+  docstring, an ``_EXPORTS`` table (name → defining module, inside the package) read by the
+  module ``__getattr__`` of :func:`qua2.lazy.lazy_exports`, and ``__all__ = sorted(_EXPORTS)`` —
+  so importing a package imports
   none of its modules (docs/ARCHITECTURE.md, "Public API");
 * the notebooks import qua2 only as ``import qua2`` or ``from qua2 import <public name>``.
 """
@@ -89,8 +90,8 @@ def test_package_init_style(package):
     body = _top_level(package)
     assert ast.get_docstring(ast.Module(body=body, type_ignores=[])), "say what the package does"
     imports = [ast.unparse(node) for node in body if isinstance(node, ast.Import | ast.ImportFrom)]
-    assert imports == ["from __future__ import annotations", "import importlib",
-                       "from typing import Any"], "no eager import of the package's modules"
+    assert imports == ["from __future__ import annotations",
+                       "from qua2.lazy import lazy_exports"], "no eager import of its modules"
     table = next(node.value for node in body if isinstance(node, ast.Assign)
                  and [ast.unparse(t) for t in node.targets] == ["_EXPORTS"])
     exports = ast.literal_eval(table)

@@ -17,8 +17,7 @@ Importing this package imports none of torch, xgboost or shap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from qua2.lazy import lazy_exports
 
 #: The package's public names → their defining modules, each imported on first use.
 _EXPORTS = {
@@ -35,13 +34,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

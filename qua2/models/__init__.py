@@ -6,8 +6,7 @@ registry (:data:`FAMILIES` of :class:`FamilySpec`); :func:`register_family` adds
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from qua2.lazy import lazy_exports
 
 #: The package's public names → their defining modules, each imported on first use.
 _EXPORTS = {
@@ -19,13 +18,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
