@@ -52,7 +52,7 @@ def _ray_startup(executor: ExecutorSection, study: Study) -> tuple[float, float]
     started = time.perf_counter()
     connect(executor)
     connected = time.perf_counter()
-    pool = ActorPool(study, executor, executor.cpus_per_worker or 1)
+    pool = ActorPool(study, executor)
     ready = time.perf_counter()
     pool.shutdown()
     return connected - started, ready - connected

@@ -228,11 +228,8 @@ def verify(study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]
     pending = {name: config for name, (_, config) in candidates.items() if name not in done}
     if pending and executor is not None and executor.kind == "ray":
         from qua2.study.ray_executor import verification_scores
-        from qua2.study.workers import default_threads
-
-        threads = executor.cpus_per_worker or default_threads(executor.workers)
         configs = {name: None if c is None else c.to_dict() for name, c in pending.items()}
-        verification_scores(study, executor, threads, configs, len(reference.seeds),
+        verification_scores(study, executor, configs, len(reference.seeds),
                             lambda name, scores: record(name, intervals_of_scores(scores,
                                                                                   resamples)),
                             seeds=seeds)

@@ -9,6 +9,7 @@ re-run and compared later. See ``docs/study-yaml.md`` for every key.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -175,6 +176,12 @@ class ExecutorSection:
     # `ray start` runs here; "HOST:PORT" or "ray://HOST:PORT" a remote cluster.
     address: str | None = None
     gpus_per_worker: float | None = None  # null: 1 when the model runs on CUDA, else 0
+
+    @property
+    def threads(self) -> int:
+        """Torch threads (and Ray CPUs) per worker: ``cpus_per_worker``, else this machine's
+        cores shared out between the workers (:mod:`qua2.study.workers` says why)."""
+        return self.cpus_per_worker or max(1, (os.cpu_count() or 1) // self.workers)
 
 
 #: Top-level keys of older study files, now in ``executor`` (read, never written).

@@ -186,7 +186,7 @@ class Worker:
 class ActorPool:
     """``executor.workers`` :class:`EvaluationWorker` actors; a dead one is replaced."""
 
-    def __init__(self, study: Study, executor: ExecutorSection, threads: int) -> None:
+    def __init__(self, study: Study, executor: ExecutorSection) -> None:
         import ray
 
         gpus = executor.gpus_per_worker
@@ -195,9 +195,9 @@ class ActorPool:
         # Ray must not restart actors or retry calls on its own: the driver decides what is
         # evaluated again, so that no configuration is evaluated twice.
         self._actor_class = ray.remote(EvaluationWorker).options(
-            num_cpus=threads, num_gpus=gpus, max_restarts=0, max_task_retries=0)
-        self._arguments = (str(study.directory.resolve()), threads)
-        self.size = _fitting_workers(executor.workers, threads, gpus)
+            num_cpus=executor.threads, num_gpus=gpus, max_restarts=0, max_task_retries=0)
+        self._arguments = (str(study.directory.resolve()), executor.threads)
+        self.size = _fitting_workers(executor.workers, executor.threads, gpus)
         self.deaths = 0
         self.idle: list[Worker] = []
         self._start(self.size)
@@ -324,7 +324,7 @@ def run_tasks(pool: ActorPool, take: Callable[[], Task | None],
 
 # --------------------------------------------------------------------------- the stages
 def evaluate_with_ray(study: Study, kinds: Sequence[str] | None, executor: ExecutorSection,
-                      threads: int, progress: tqdm | None = None,
+                      progress: tqdm | None = None,
                       on_dispatch: DispatchHook | None = None) -> int:
     """Evaluate every pending row (of ``kinds``) on Ray actors; return how many were recorded."""
     connect(executor)
@@ -362,7 +362,7 @@ def evaluate_with_ray(study: Study, kinds: Sequence[str] | None, executor: Execu
 
     pool = None
     try:
-        pool = ActorPool(study, executor, threads)
+        pool = ActorPool(study, executor)
         run_tasks(pool, take, done, lost, abandon=lambda task: store.release(task.key),
                   progress=progress, on_dispatch=on_dispatch)
     finally:
@@ -372,7 +372,7 @@ def evaluate_with_ray(study: Study, kinds: Sequence[str] | None, executor: Execu
     return recorded
 
 
-def verification_scores(study: Study, executor: ExecutorSection, threads: int,
+def verification_scores(study: Study, executor: ExecutorSection,
                         candidates: Mapping[str, dict[str, Any] | None], n_images: int,
                         on_candidate: Callable[[str, ImageScores], None],
                         on_dispatch: DispatchHook | None = None, seeds: str = "verification"
@@ -394,7 +394,7 @@ def verification_scores(study: Study, executor: ExecutorSection, threads: int,
         if len(parts[name]) == len(chunks):
             on_candidate(name, ImageScores.concat([parts[name][i] for i in range(len(chunks))]))
 
-    pool = ActorPool(study, executor, threads)
+    pool = ActorPool(study, executor)
     try:
         tasks = iter(lambda: queue.pop() if queue else None, None)
         run_tasks(pool, lambda: next(tasks, None), done, lost=lambda task: task,

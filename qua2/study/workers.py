@@ -33,10 +33,6 @@ if TYPE_CHECKING:
     from qua2.study.config import ExecutorSection
 
 
-def default_threads(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
-
-
 def evaluate_loop(study: Study, kinds: Sequence[str] | None = None,
                   progress: tqdm | None = None) -> int:
     """Claim and evaluate pending rows until none is left; return how many this process did."""
@@ -82,12 +78,12 @@ def evaluate_pending(study: Study, kinds: Sequence[str] | None = None,
             store.count("pending")
     if pending == 0:
         return 0
-    threads = executor.cpus_per_worker or default_threads(workers)
+    threads = executor.threads
     with progress_bar(total=pending, desc=desc, unit="config") as progress:
         if executor.kind == "ray":
             from qua2.study.ray_executor import evaluate_with_ray
 
-            return evaluate_with_ray(study, kinds, executor, threads, progress)
+            return evaluate_with_ray(study, kinds, executor, progress)
         if workers <= 1:
             before = torch.get_num_threads()
             torch.set_num_threads(threads)

@@ -91,7 +91,7 @@ def test_ray_evaluates_every_row_once_with_the_local_numbers_even_when_an_actor_
 
     from qua2.study.ray_executor import evaluate_with_ray
 
-    recorded = evaluate_with_ray(study, None, RAY, threads=1, on_dispatch=kill_first)
+    recorded = evaluate_with_ray(study, None, RAY, on_dispatch=kill_first)
     rows = _rows(study)
     assert killed and recorded == len(rows) == len(local_results)  # nothing twice, none lost
     assert {status for status, _ in rows.values()} == {"done"}
@@ -159,7 +159,7 @@ def test_a_configuration_that_kills_its_worker_twice_is_recorded_failed_once(
 
     from qua2.study.ray_executor import evaluate_with_ray
 
-    evaluate_with_ray(study, None, RAY, threads=1, on_dispatch=kill_deadly)
+    evaluate_with_ray(study, None, RAY, on_dispatch=kill_deadly)
     rows = _rows(study)
     assert len(kills) == 2
     assert rows[deadly][0] == "failed"
@@ -206,7 +206,7 @@ def test_ctrl_c_puts_rows_in_flight_back_and_stops_the_actors(ray_instance, prep
     from qua2.study.ray_executor import evaluate_with_ray
 
     with pytest.raises(KeyboardInterrupt):
-        evaluate_with_ray(study, None, RAY, threads=1, on_dispatch=interrupt_on_second)
+        evaluate_with_ray(study, None, RAY, on_dispatch=interrupt_on_second)
     with Store(study.path("study.sqlite")) as store:
         assert store.count("running") == 0 and store.count("pending") == 3
     assert len(set(dispatched)) == 2  # both actors were busy: both must be stopped
