@@ -25,6 +25,7 @@ from qua2.study.study import Study
 if TYPE_CHECKING:
     from qua2.metrics.per_image import ImageScores
     from qua2.quant.cache import OptionCache
+    from qua2.study.store import Store
 
 
 @dataclass
@@ -36,6 +37,13 @@ class Evaluation:
     avg_bits: float | None = None
     error: str | None = None
     images: torch.Tensor | None = None
+
+    def store_in(self, store: Store, config_id: str) -> None:
+        """Record this outcome as the row's result: failed with its reason, or done."""
+        if self.error:
+            store.fail(config_id, self.error, self.timings)
+        else:
+            store.finish(config_id, self.metrics, self.timings, self.avg_bits)
 
 
 def objective(study: Study, metrics: dict[str, float], avg_bits: float | None) -> float:

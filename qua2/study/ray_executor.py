@@ -338,10 +338,7 @@ def evaluate_with_ray(study: Study, kinds: Sequence[str] | None, executor: Execu
 
     def done(task: Task, result: Evaluation) -> None:
         nonlocal recorded
-        if result.error:
-            store.fail(task.key, result.error, result.timings)
-        else:
-            store.finish(task.key, result.metrics, result.timings, result.avg_bits)
+        result.store_in(store, task.key)
         recorded += 1
         if progress is not None:
             progress.update(1)

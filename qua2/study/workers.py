@@ -50,10 +50,7 @@ def evaluate_loop(study: Study, kinds: Sequence[str] | None = None,
             store.release(row.id)
             store.close()
             raise
-        if result.error:
-            store.fail(row.id, result.error, result.timings)
-        else:
-            store.finish(row.id, result.metrics, result.timings, result.avg_bits)
+        result.store_in(store, row.id)
         done += 1
         if progress is not None:
             progress.update(1)
