@@ -26,6 +26,7 @@ from qua2.search.baselines import (
     random_at_budget,
 )
 from qua2.search.budget import CostTable
+from qua2.search.objective import search_predictor
 from qua2.search.refine import Predictor, search_budget
 from qua2.specs import QuantConfig
 from qua2.study.stages import RunOptions
@@ -34,7 +35,6 @@ from qua2.study.study import Study
 
 if TYPE_CHECKING:
     from qua2.quant.cache import OptionCache
-    from qua2.surrogates.base import Surrogate
 
 DEFAULT_BUDGETS = (3.25, 3.5, 3.75, 4.0)
 CANDIDATES_FILE = ("search", "candidates.json")
@@ -95,27 +95,6 @@ def sweep_sensitivity(study: Study, table: CostTable) -> np.ndarray | None:
     return values
 
 
-def surrogate_predictor(surrogate: Surrogate, table: CostTable) -> Predictor:
-    """Adapt a fitted surrogate (its own layer/option order) to the table's choice matrices."""
-    from qua2.errors import Qua2Error
-
-    encoder = surrogate._encoder()
-    missing = set(table.layers) - set(encoder.layers)
-    unknown = set(table.options) - set(encoder.options)
-    if missing or unknown:
-        raise Qua2Error(
-            "the fitted surrogate does not cover this study's layers/options "
-            f"({len(missing)} layers, {len(unknown)} options missing); re-run `qua2 fit`."
-        )
-    columns = [table.layers.index(layer) for layer in encoder.layers]
-    option_map = np.array([encoder.options.index(o) for o in table.options])
-
-    def predict(choices: np.ndarray) -> np.ndarray:
-        return surrogate.predict(option_map[np.asarray(choices)][:, columns])
-
-    return predict
-
-
 # --------------------------------------------------------------------------- candidates
 def budget_candidates(study: Study, table: CostTable, predict: Predictor | None,
                       budget: float, top: int = 2, random_count: int = 1) -> list[Candidate]:
@@ -165,7 +144,7 @@ def stage_search(study: Study, options: RunOptions) -> None:
     for budget in explicit or ():
         table.check_budget(budget)
     kind = None if options.surrogate == "best" else options.surrogate
-    predict = surrogate_predictor(load_fitted(study, kind), table)
+    predict = search_predictor(study, load_fitted(study, kind), table)
     candidates = search_candidates(study, predict, cache, explicit or DEFAULT_BUDGETS,
                                    options.top)
     say(f"search: {len(candidates)} candidates → {study.path(*CANDIDATES_FILE)}")

@@ -46,6 +46,13 @@ def _check_surrogates(config: StudyConfig) -> None:
     if unknown:
         raise Qua2Error(f"unknown surrogate {unknown[0]!r} in pipeline.surrogates; choose from "
                         f"{', '.join(SURROGATES)}.")
+    if config.pipeline.search_ensemble < 0:
+        raise Qua2Error(f"'pipeline.search_ensemble' must be 0 (the fitted surrogate alone) or "
+                        f"a number of members, got {config.pipeline.search_ensemble}.")
+    pessimism = config.pipeline.search_pessimism
+    if not (math.isfinite(pessimism) and pessimism >= 0):
+        raise Qua2Error(f"'pipeline.search_pessimism' must be a finite number ≥ 0 (standard "
+                        f"deviations of the ensemble subtracted), got {pessimism}.")
 
 
 def _check_family(config: StudyConfig) -> None:
