@@ -74,12 +74,13 @@ def test_one_pick_per_budget_chosen_on_selection_seeds_and_only_it_verified(fini
     others = {c["id"] for c in json.loads((finished / "search" / "candidates.json").read_text())
               if c["kind"] != "qua2"}
     assert selection
+    chosen_anywhere = {entry["id"] for entry in selection}  # a loser here may win elsewhere
     for entry in selection:
         assert len(entry["picks"]) == 2 and entry["by"] == "selection images"
         best = min(entry["picks"], key=lambda p: p["selection_score"])  # digits-FID: lower
         assert entry["id"] == best["id"] and entry["id"] in verified
         loser = next(p["id"] for p in entry["picks"] if p["id"] != entry["id"])
-        assert loser in others or loser not in verified
+        assert loser in others | chosen_anywhere or loser not in verified
     table = pd.read_csv(finished / "verification" / "table.csv")
     qua2_rows = table[table["kind"] == "qua2"]
     assert qua2_rows.groupby("budget").size().eq(1).all()
