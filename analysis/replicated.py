@@ -54,9 +54,10 @@ def sweep_losses(sweep_dir: Path) -> pd.DataFrame:
     return sweep_sensitivity(data, fp_value=fp_metric(study, data.primary))
 
 
-def interaction_attribution(sd: StudyDir) -> tuple[float, pd.Series]:
+def interaction_attribution(sd: StudyDir, rows_used: int) -> tuple[float, pd.Series]:
     """Share of XGBoost's |SHAP interaction| mass between *different* layers, and each
-    layer's mean |main effect| (its own diagonal block), over the random configurations."""
+    layer's mean |main effect| (its own diagonal block), over the first ``rows_used`` random
+    configurations (exact interaction values cost about features × a SHAP explanation)."""
     import shap
     import xgboost as xgb
 
@@ -67,7 +68,7 @@ def interaction_attribution(sd: StudyDir) -> tuple[float, pd.Series]:
     data = load_study_data(sd.study)
     rows = data.mask(("random",), data.target())
     encoder = surrogate._encoder()
-    features = encoder.features(data.choices[rows])
+    features = encoder.features(data.choices[rows][:rows_used])
     explainer = shap.TreeExplainer(surrogate.booster_)
     values = np.abs(explainer.shap_interaction_values(
         xgb.DMatrix(features, feature_names=surrogate._xgb_names())))  # [N, F, F]
@@ -92,9 +93,10 @@ def shap_vs_sweep(sd: StudyDir, sweep: pd.DataFrame, main: pd.Series) -> dict[st
     return out
 
 
-def replicate_row(directory: Path, sweep: pd.DataFrame | None, rounds: int) -> dict[str, Any]:
+def replicate_row(directory: Path, sweep: pd.DataFrame | None, rounds: int,
+                  interaction_rows: int) -> dict[str, Any]:
     sd = StudyDir.open(directory)
-    share, main = interaction_attribution(sd)
+    share, main = interaction_attribution(sd, interaction_rows)
     row: dict[str, Any] = {"replicate": directory.name, **surrogate_rhos(sd),
                            **method_effects(sd, rounds), "interaction share": share}
     if sweep is not None:
@@ -118,11 +120,13 @@ def across(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def analyse(directory: Path, sweep_dir: Path | None, rounds: int) -> pd.DataFrame:
+def analyse(directory: Path, sweep_dir: Path | None, rounds: int,
+            interaction_rows: int) -> pd.DataFrame:
     from qua2.search.replicates import replicate_dirs
 
     sweep = sweep_losses(sweep_dir) if sweep_dir is not None else None
-    return pd.DataFrame([replicate_row(d, sweep, rounds) for d in replicate_dirs(directory)])
+    return pd.DataFrame([replicate_row(d, sweep, rounds, interaction_rows)
+                         for d in replicate_dirs(directory)])
 
 
 def markdown(results: dict[str, pd.DataFrame], directories: list[Path]) -> str:
@@ -144,10 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argument_parser(__doc__ or "")
     parser.add_argument("--sweeps", nargs="*", default=[],
                         help="one sweep study per replicates directory, same order")
+    parser.add_argument("--interaction-rows", type=int, default=16,
+                        help="random configs whose SHAP interaction values are computed")
     args = parser.parse_args(argv)
     directories = [Path(d) for d in args.studies]
     sweeps = [Path(s) for s in args.sweeps] + [None] * (len(directories) - len(args.sweeps))
-    results = {d.name: analyse(d, s, args.rounds) for d, s in zip(directories, sweeps)}
+    results = {d.name: analyse(d, s, args.rounds, args.interaction_rows)
+               for d, s in zip(directories, sweeps)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
