@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -202,3 +203,34 @@ def test_python_m_analysis_lists_and_dispatches_the_scripts(tmp_path, capsys):
     assert main(["nope"]) == 2 and "unknown analysis script" in capsys.readouterr().err
     assert main(["surrogate_quality", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
     assert "error:" in capsys.readouterr().err  # a Qua2Error: one line, exit code 2
+
+
+def test_across_replicates_is_mean_with_a_t_interval():
+    from scipy import stats as sstats
+
+    from analysis.replicated import across
+
+    table = across(pd.DataFrame({"replicate": ["a", "b", "c"], "rho": [1.0, 2.0, 3.0]}))
+    row = table.iloc[0]
+    half = sstats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3)
+    assert row["mean"] == pytest.approx(2.0)
+    assert (row["lo"], row["hi"]) == pytest.approx((2.0 - half, 2.0 + half))
+    assert (row["min"], row["max"]) == (1.0, 3.0)
+
+
+def test_replicated_reports_every_replicate(fitted_dir, synthetic_dir, tmp_path):
+    from analysis.replicated import main
+
+    replicates = tmp_path / "replicates"
+    replicates.mkdir()
+    for r in (1, 2):  # the same study twice: every quantity identical, zero spread
+        (replicates / f"replicate-{r}").symlink_to(fitted_dir)
+    out = tmp_path / "out"
+    assert main([str(replicates), "--sweeps", str(synthetic_dir), "--out", str(out),
+                 "--rounds", "50", "--interaction-rows", "4"]) == 0
+    frame = pd.read_csv(out / "replicates.csv")
+    assert len(frame) == 2 and {"ρ xgb", "ρ ridge", "interaction share",
+                                "main-effect SHAP vs sweep ρ"} <= set(frame.columns)
+    share = frame["interaction share"]
+    assert share.between(0.0, 1.0).all() and share.nunique() == 1
+    assert "## replicates (2 replicates)" in (out / "replicated.md").read_text()
