@@ -122,11 +122,16 @@ def across(frame: pd.DataFrame) -> pd.DataFrame:
 
 def analyse(directory: Path, sweep_dir: Path | None, rounds: int,
             interaction_rows: int) -> pd.DataFrame:
+    from qua2.errors import Qua2Error
     from qua2.search.replicates import replicate_dirs
 
+    replicates = replicate_dirs(directory)
+    if not replicates:
+        raise Qua2Error(f"{directory} holds no replicate-N study directories; make them with "
+                        "`qua2 run STUDY.yaml --out DIR --replicates K`.")
     sweep = sweep_losses(sweep_dir) if sweep_dir is not None else None
     return pd.DataFrame([replicate_row(d, sweep, rounds, interaction_rows)
-                         for d in replicate_dirs(directory)])
+                         for d in replicates])
 
 
 def markdown(results: dict[str, pd.DataFrame], directories: list[Path]) -> str:
@@ -152,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="random configs whose SHAP interaction values are computed")
     args = parser.parse_args(argv)
     directories = [Path(d) for d in args.studies]
+    if len(args.sweeps) > len(directories):
+        from qua2.errors import Qua2Error
+
+        raise Qua2Error(f"{len(args.sweeps)} sweep studies for {len(directories)} replicates "
+                        "directories; give at most one --sweeps entry per directory, same order.")
     sweeps = [Path(s) for s in args.sweeps] + [None] * (len(directories) - len(args.sweeps))
     results = {d.name: analyse(d, s, args.rounds, args.interaction_rows)
                for d, s in zip(directories, sweeps)}

@@ -93,7 +93,7 @@ def search_predictor(study: Study, surrogate: Surrogate, table: CostTable) -> Pr
     from qua2.surrogates.registry import get_surrogate
 
     pipeline = study.config.pipeline
-    if pipeline.search_ensemble < 2:
+    if pipeline.search_ensemble == 0:
         return surrogate_predictor(surrogate, table)
     if get_surrogate(surrogate.kind).slow:
         say(f"search: {surrogate.kind} is used alone (an ensemble of "

@@ -159,8 +159,8 @@ class PipelineSection:
     budgets: list[float] | None = None
     export_budget: float | None = None
     # The search maximises a bootstrap ensemble's mean − pessimism × spread of the chosen
-    # surrogate (qua2.search.ensemble: keeps picks where the data support the prediction);
-    # search_ensemble < 2: the fitted surrogate alone, as before.
+    # surrogate (qua2.search.objective: keeps picks where the data support the prediction);
+    # search_ensemble 0: the fitted surrogate alone, as before.
     search_ensemble: int = 8
     search_pessimism: float = 1.0
 

@@ -46,9 +46,10 @@ def _check_surrogates(config: StudyConfig) -> None:
     if unknown:
         raise Qua2Error(f"unknown surrogate {unknown[0]!r} in pipeline.surrogates; choose from "
                         f"{', '.join(SURROGATES)}.")
-    if config.pipeline.search_ensemble < 0:
+    members = config.pipeline.search_ensemble
+    if members < 0 or members == 1:  # one member has no spread: say 0 for the surrogate alone
         raise Qua2Error(f"'pipeline.search_ensemble' must be 0 (the fitted surrogate alone) or "
-                        f"a number of members, got {config.pipeline.search_ensemble}.")
+                        f"at least 2 members, got {members}.")
     pessimism = config.pipeline.search_pessimism
     if not (math.isfinite(pessimism) and pessimism >= 0):
         raise Qua2Error(f"'pipeline.search_pessimism' must be a finite number ≥ 0 (standard "

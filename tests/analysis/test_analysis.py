@@ -234,3 +234,13 @@ def test_replicated_reports_every_replicate(fitted_dir, synthetic_dir, tmp_path)
     share = frame["interaction share"]
     assert share.between(0.0, 1.0).all() and share.nunique() == 1
     assert "## replicates (2 replicates)" in (out / "replicated.md").read_text()
+
+
+def test_replicated_refuses_a_directory_without_replicates(tmp_path, monkeypatch, capsys):
+    from analysis.common import run_main
+    from analysis.replicated import main
+
+    monkeypatch.setattr(sys, "argv", ["analysis.replicated", str(tmp_path), "--out",
+                                      str(tmp_path / "out")])
+    assert run_main(main) == 2
+    assert "holds no replicate-N study directories" in capsys.readouterr().err

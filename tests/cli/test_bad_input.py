@@ -151,6 +151,7 @@ STUDY_FILES = {
     "unknown-surrogate": (_tiny(pipeline__surrogates=["forest"]), "unknown surrogate 'forest'"),
     "negative-search-ensemble": (_tiny(pipeline__search_ensemble=-2),
                                  "'pipeline.search_ensemble' must be 0"),
+    "one-member-ensemble": (_tiny(pipeline__search_ensemble=1), "or at least 2 members"),
     "infinite-pessimism": (_tiny(pipeline__search_pessimism=float("inf")),
                            "'pipeline.search_pessimism' must be a finite number"),
     "bad-activation-key": (_tiny(activations={"bitz": 8}), "activation"),
