@@ -76,6 +76,10 @@ class DenoiserAdapter:
         self.module.to(device)
         return self
 
+    def place(self, device: torch.device, dtype: torch.dtype) -> None:
+        """Put the model where a study runs it: the denoiser on ``device`` in ``dtype``."""
+        self.module.to(device=device, dtype=dtype)
+
     def quantizable_layers(self) -> list[str]:
         """Qualified names of every Linear/Conv weight layer of the denoiser."""
         return quantizable_layers(self.module)

@@ -36,10 +36,13 @@ class FamilySpec:
     scoring: Literal["embedded", "real"] = "real"
     needs_path: bool = True
 
-    @property
-    def default_primary(self) -> str:
-        """The study's primary metric when ``metrics.primary`` is not given."""
-        return "digits_fid" if self.scoring == "embedded" else "fid"
+    def default_primary(self, has_reference_images: bool) -> str:
+        """The study's primary metric when ``metrics.primary`` is not given: qua2's digits FID,
+        FID against real images when the study has them, else PSNR against the FP images of
+        the same seeds (needs no download, works for every model)."""
+        if self.scoring == "embedded":
+            return "digits_fid"
+        return "fid" if has_reference_images else "psnr"
 
 
 FAMILIES: dict[str, FamilySpec] = {}
@@ -73,6 +76,8 @@ for _name, _adapter in {
     "sdxl": "sd:SDXLAdapter", "sd3": "flow:SD3Adapter", "flux": "flow:FluxAdapter",
 }.items():
     register_family(_name, f"qua2.models.families.{_adapter}.from_directory")
+# Any other diffusers pipeline, driven through its own __call__ (qua2/models/families/auto.py).
+register_family("auto", "qua2.models.families.auto:PipelineAdapter.from_directory")
 
 
 def load_model(family: str, path: str | Path | None = None,

@@ -29,13 +29,21 @@ STUDY_FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class ModelSection:
-    """Which denoiser: a registry family and, for real models, a local diffusers directory."""
+    """Which denoiser: a registry family and, for real models, a local diffusers directory.
 
-    family: str = "digits-dit"
+    An empty (or absent) family means ``auto`` (any diffusers pipeline) when a ``path`` is
+    given, else the embedded ``digits-dit``.
+    """
+
+    family: str = ""
     path: str | None = None
     device: str = "auto"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     options: dict[str, Any] = field(default_factory=dict)  # extra loader options
+
+    def __post_init__(self) -> None:
+        if not self.family:
+            object.__setattr__(self, "family", "auto" if self.path else "digits-dit")
 
 
 @dataclass(frozen=True)

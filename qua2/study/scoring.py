@@ -1,19 +1,22 @@
 """Turn a study's metric settings into a scorer of generated images.
 
 The embedded digits studies use the digits metric suite (digits-FID and class accuracy from
-qua2's own classifier); real models use Inception FID against a folder of real images and
-CLIP score for prompts, from local weights named in the study YAML. Fidelity to the FP images
-of the same seeds (PSNR, SSIM, MSE) is added for every study.
+qua2's own classifier); real models add Inception FID when the study names a folder of real
+images and CLIP score for prompts when it names a CLIP model, both from local weights. Fidelity
+to the FP images of the same seeds (PSNR, SSIM, MSE) needs nothing and is scored for every
+study, so any model can be studied without downloads.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from qua2.errors import Qua2Error
+from qua2.metrics.clip import CLIP_ENV
 from qua2.metrics.per_image import ImageScores
 from qua2.metrics.suite import MetricSuite
 from qua2.study.reference import Reference
@@ -55,25 +58,32 @@ def build_scorer(study: Study) -> Scorer:
 
 
 def _real_suite(study: Study) -> MetricSuite:
-    from qua2.metrics.frechet import FrechetScorer
-    from qua2.metrics.inception import InceptionFeatures
-
+    """Fidelity to the FP images always; FID when the study has real images; CLIP score for
+    text studies that have a CLIP model (``metrics.clip_model`` or ``$QUA2_CLIP_MODEL``)."""
     section = study.config.metrics
-    if not section.reference_images:
+    frechet = {}
+    if section.reference_images:
+        from qua2.metrics.frechet import FrechetScorer
+        from qua2.metrics.inception import InceptionFeatures
+
+        real = load_image_folder(Path(section.reference_images))
+        inception = InceptionFeatures.from_config(section.inception_weights, device=study.device)
+        # data_key None: the statistics are keyed by a hash of the loaded images, so changing
+        # the folder's contents can never reuse stale statistics.
+        frechet["fid"] = FrechetScorer(inception, real, None)
+    elif section.primary == "fid":
         raise Qua2Error(
             "metrics.reference_images is not set; point it at a folder of real images "
-            "(e.g. COCO val2017) to compute FID for this model."
+            "(e.g. COCO val2017) to compute FID for this model, or use metrics.primary: psnr."
         )
-    real = load_image_folder(Path(section.reference_images))
-    inception = InceptionFeatures.from_config(section.inception_weights, device=study.device)
     clip = None
-    if study.config.conditions.kind == "text":
+    wants_clip = section.primary == "clip_score" or bool(section.clip_model
+                                                        or os.environ.get(CLIP_ENV))
+    if study.config.conditions.kind == "text" and wants_clip:
         from qua2.metrics.clip import ClipScorer
 
         clip = ClipScorer.from_config(section.clip_model, device=study.device)
-    # data_key None: the statistics are keyed by a hash of the loaded images, so changing the
-    # folder's contents can never reuse stale statistics.
-    return MetricSuite({"fid": FrechetScorer(inception, real, None)}, clip=clip)
+    return MetricSuite(frechet, clip=clip)
 
 
 def load_image_folder(folder: Path) -> torch.Tensor:

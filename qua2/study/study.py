@@ -115,8 +115,15 @@ class Study:
         model = self.config.model
         check_study_paths(self.config)
         adapter = load_model(model.family, model.path, **model.options)
-        dtype = getattr(torch, model.dtype)
-        adapter.module.to(device=self.device, dtype=dtype)
+        adapter.place(self.device, getattr(torch, model.dtype))
+        kind = self.config.conditions.kind
+        if adapter.conditioning != kind:
+            wants = "prompts" if adapter.conditioning == "text" else "class labels"
+            raise Qua2Error(f"model {adapter.name} is conditioned on {wants}, but the study's "
+                            f"conditions.kind is {kind!r}; set conditions.kind: "
+                            f"{adapter.conditioning}" + (" and conditions.prompts_file"
+                                                         if adapter.conditioning == "text"
+                                                         else "") + ".")
         return adapter
 
     @cached_property

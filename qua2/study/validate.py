@@ -97,7 +97,9 @@ def _check_metrics(config: StudyConfig) -> None:
 
     section = config.metrics
     if section.primary is None:
-        object.__setattr__(section, "primary", get_family(config.model.family).default_primary)
+        default = get_family(config.model.family).default_primary(
+            bool(section.reference_images))
+        object.__setattr__(section, "primary", default)
     primary = section.primary
     if primary not in METRICS or primary == "objective":
         known = ", ".join(n for n in sorted(METRICS) if n != "objective")

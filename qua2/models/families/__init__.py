@@ -27,6 +27,7 @@ _EXPORTS = {
     "FlowMatchingAdapter": "flow",
     "SD3Adapter": "flow",
     "FluxAdapter": "flow",
+    "PipelineAdapter": "auto",
 }
 
 __all__ = ["adapter_class", *sorted(_EXPORTS)]

@@ -9,6 +9,7 @@ one sentence that names the problem and the fix instead of a deep traceback.
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,12 @@ def read_model_index(path: str | Path | None, family: str) -> tuple[Path, dict[s
     index_file = root / "model_index.json"
     if not index_file.is_file():
         raise Qua2Error(_no_index_message(root, family))
+    index = _read_index(index_file)
+    _check_class(root, index, family)
+    return root, index
+
+
+def _read_index(index_file: Path) -> dict[str, Any]:
     try:
         index = json.loads(index_file.read_text())
     except (OSError, ValueError) as exc:
@@ -70,8 +77,10 @@ def read_model_index(path: str | Path | None, family: str) -> tuple[Path, dict[s
             f"{index_file} is not readable JSON ({exc}); restore it or re-save the pipeline "
             "with save_pretrained()."
         ) from exc
-    _check_class(root, index, family)
-    return root, index
+    if not isinstance(index, dict):
+        raise Qua2Error(f"{index_file} is not a diffusers model index (a JSON object); restore "
+                        "it or re-save the pipeline with save_pretrained().")
+    return index
 
 
 def check_components(root: Path, index: dict[str, Any], family: str, text_encoders: bool) -> None:
@@ -111,16 +120,60 @@ def load_pipeline(
     skipped: dict[str, Any] = {name: None for name in _UNUSED if _listed(index, name)}
     if not text_encoders:
         skipped.update({name: None for name in spec.text_components if name in index})
-    if spec.pipeline == "StableDiffusionPipeline":
-        skipped["requires_safety_checker"] = False
     import diffusers
 
-    pipeline_class = getattr(diffusers, spec.pipeline)
+    return _from_pretrained(getattr(diffusers, spec.pipeline), root, family, dtype, skipped)
+
+
+def load_any_pipeline(path: str | Path | None, *, dtype: torch.dtype | str | None = None) -> Any:
+    """Load whatever diffusers pipeline is saved under ``path`` (``family: auto``; no downloads).
+
+    The class comes from ``model_index.json``; components qua2 never uses (safety checker …) are
+    skipped, every listed component must have its folder.
+    """
+    family = "auto"
+    root = _existing_directory(path, family)
+    index_file = root / "model_index.json"
+    if not index_file.is_file():
+        raise Qua2Error(_no_index_message(root, family))
+    index = _read_index(index_file)
+    pipeline_class = _pipeline_class(root, index)
+    skipped: dict[str, Any] = {name: None for name in _UNUSED if _listed(index, name)}
+    for name in index:
+        if _listed(index, name) and name not in skipped and not (root / name).is_dir():
+            raise Qua2Error(
+                f"{root} has no {name}/ folder although model_index.json lists one; copy the "
+                "missing folder or re-save the pipeline with save_pretrained()."
+            )
+    return _from_pretrained(pipeline_class, root, family, dtype, skipped)
+
+
+def _pipeline_class(root: Path, index: dict[str, Any]) -> Any:
+    """The diffusers pipeline class ``model_index.json`` names (refused if unknown)."""
+    import diffusers
+
+    name = index.get("_class_name")
+    pipeline_class = getattr(diffusers, str(name), None) if name else None
+    if not isinstance(pipeline_class, type) or not issubclass(pipeline_class,
+                                                              diffusers.DiffusionPipeline):
+        raise Qua2Error(
+            f"{root}/model_index.json names {name!r}, which is not a pipeline class of the "
+            f"installed diffusers {diffusers.__version__}; upgrade diffusers or point to a "
+            "diffusers pipeline directory."
+        )
+    return pipeline_class
+
+
+def _from_pretrained(pipeline_class: Any, root: Path, family: str,
+                     dtype: torch.dtype | str | None, skipped: dict[str, Any]) -> Any:
+    """``pipeline_class.from_pretrained`` from local files, failures as one sentence."""
+    if "requires_safety_checker" in inspect.signature(pipeline_class.__init__).parameters:
+        skipped["requires_safety_checker"] = False
     try:
         return pipeline_class.from_pretrained(
             str(root), torch_dtype=_torch_dtype(dtype), local_files_only=True, **skipped
         )
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, AttributeError) as exc:
         reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise Qua2Error(
             f"could not load the {family} pipeline from {root} ({reason}); check that every "
@@ -156,7 +209,8 @@ def _no_index_message(root: Path, family: str) -> str:
         )
     return (
         f"{root} has no model_index.json, so it is not a diffusers pipeline directory; point "
-        f"to the {family} pipeline folder or save one there with save_pretrained()."
+        f"to {'a' if family == 'auto' else 'the ' + family} pipeline folder or save one there "
+        "with save_pretrained()."
     )
 
 

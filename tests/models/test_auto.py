@@ -1,0 +1,232 @@
+"""``family: auto``: any diffusers pipeline, driven through its own ``__call__``.
+
+The eight hand-written families are the ground truth: on their tiny pipelines (real component
+classes, random weights, saved to disk) the generic adapter must give the same images as the
+family adapters. Families qua2 has no adapter for (:mod:`qua2.testing.tiny_auto_pipelines`)
+must load, sample deterministically, trace and quantize with no code of their own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from qua2.errors import Qua2Error
+from qua2.graph.tracer import trace_adapter
+from qua2.models import load_model
+from qua2.models.families.auto import CallSignature, PipelineAdapter, PromptCache
+from qua2.testing.tiny_pipelines import TINY_PIPELINE_FAMILIES, tiny_pipeline
+
+#: See tests/models/test_pipelines.py: two different float32 computations of the same images
+#: (the pipeline's own loop vs the family adapter's, other batch shapes) agree to ~1.6e-5;
+#: 1e-4 leaves headroom and stays 500× below the difference between two prompts' images.
+IMAGE_ATOL = 1e-4
+#: What the tiny directories need from the generic path: 64-px images; PixArt and Hunyuan-DiT
+#: bin resolutions to their published sizes (64 px has no bin); Hunyuan-DiT publishes DDPM,
+#: a stochastic sampler, which the family adapter replaces by DDIM (so the auto run does too).
+AUTO_OPTIONS = {
+    "pixart-alpha": {"call_options": {"use_resolution_binning": False},
+                     "max_sequence_length": 120},
+    "pixart-sigma": {"call_options": {"use_resolution_binning": False},
+                     "max_sequence_length": 300},
+    "hunyuan-dit": {"call_options": {"use_resolution_binning": False},
+                    "sampler": "DDIMScheduler"},
+    "sd3": {"max_sequence_length": 256},
+    "flux": {"max_sequence_length": 512},
+}
+FAMILY_OPTIONS = {"hunyuan-dit": {"sampler": "DDIMScheduler"}}
+
+
+def conditions_for(adapter: PipelineAdapter, n: int = 3) -> list:
+    pool = ["a red cat", "the blue sea", "green hills"] if adapter.conditioning == "text" \
+        else [0, 2, 1]
+    return [pool[i % len(pool)] for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """family → directory of its saved tiny pipeline (built on first use)."""
+    cache: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in cache:
+            cache[family] = tmp_path_factory.mktemp(family)
+            tiny_pipeline(family).save_pretrained(cache[family])
+        return cache[family]
+
+    return get
+
+
+def load_auto(directory: Path, family: str) -> PipelineAdapter:
+    adapter = load_model("auto", directory, resolution=64, **AUTO_OPTIONS.get(family, {}))
+    assert isinstance(adapter, PipelineAdapter)
+    return adapter
+
+
+# --------------------------------------------------------------------- the eight families
+@pytest.mark.parametrize("family", TINY_PIPELINE_FAMILIES)
+def test_generic_path_gives_the_family_adapters_images(saved, family):
+    directory = saved(family)
+    auto = load_auto(directory, family)
+    hand = load_model(family, directory, resolution=64, **FAMILY_OPTIONS.get(family, {}))
+    conditions, seeds = conditions_for(auto), [0, 1, 2]
+    images = auto.generate(conditions, seeds, steps=2)
+    assert images.shape == (3, 3, 64, 64)
+    torch.testing.assert_close(images, hand.generate(conditions, seeds, steps=2),
+                               rtol=0, atol=IMAGE_ATOL)
+    assert (images[0] - images[1]).abs().max() > 0.05  # other seed and condition: other image
+    assert auto.denoiser_name == type(hand).denoiser_component
+    assert auto.conditioning == hand.conditioning
+
+
+@pytest.mark.parametrize("family", ["sd15", "dit"])
+def test_images_repeat_bit_identically_and_do_not_depend_on_batching(saved, family):
+    adapter = load_auto(saved(family), family)
+    conditions, seeds = conditions_for(adapter, 3), [5, 6, 7]
+    first = adapter.generate(conditions, seeds, steps=2, batch_size=3)
+    assert torch.equal(first, adapter.generate(conditions, seeds, steps=2, batch_size=3))
+    one_by_one = adapter.generate(conditions, seeds, steps=2, batch_size=1)
+    torch.testing.assert_close(one_by_one, first, rtol=0, atol=IMAGE_ATOL)
+
+
+def test_noise_is_the_seed_and_a_mismatch_is_refused(saved):
+    adapter = load_auto(saved("dit"), "dit")
+    noise = adapter.initial_noise([3, 4])
+    assert noise.tolist() == [[3], [4]]
+    adapter.generate([0, 1], [3, 4], steps=1, noise=noise)
+    with pytest.raises(ValueError, match="seeds themselves"):
+        adapter.generate([0, 1], [3, 5], steps=1, noise=noise)
+
+
+def test_text_encoders_run_once_for_every_configuration(saved):
+    adapter = load_auto(saved("sdxl"), "sdxl")
+    conditions = conditions_for(adapter, 4)
+    with adapter.counting_text_encoder_calls() as calls:
+        first = adapter.generate(conditions, [0, 1, 2, 3], steps=2, batch_size=2)
+    assert set(calls) == {"text_encoder", "text_encoder_2"} and min(calls.values()) > 0
+    with adapter.counting_text_encoder_calls() as again:
+        second = adapter.generate(conditions, [0, 1, 2, 3], steps=2, batch_size=2)
+    assert again == {"text_encoder": 0, "text_encoder_2": 0}
+    assert torch.equal(first, second)
+
+
+@pytest.mark.parametrize("family", ["sd15", "flux", "dit"])
+def test_traced_graph_holds_every_weight_layer_once(saved, family):
+    adapter = load_auto(saved(family), family)
+    layers = trace_adapter(adapter).layers()
+    assert sorted(layers) == sorted(adapter.quantizable_layers())
+    assert len(layers) == len(set(layers))
+
+
+# --------------------------------------------------------------------- prompt cache
+def test_prompt_cache_reuses_plain_calls_and_skips_tensor_ones():
+    calls = []
+
+    def encode(prompt, device=None, prompt_embeds=None):
+        calls.append(prompt)
+        return torch.full((1, 2), float(len(calls))), None
+
+    cache = PromptCache(encode)
+    first, _ = cache(["a"], device=torch.device("cpu"))
+    first.add_(100)  # a caller editing its copy must not reach the cache
+    again, _ = cache(["a"], device=torch.device("cpu"))
+    assert again.tolist() == [[1.0, 1.0]] and calls == [["a"]]
+    cache(["b"])
+    cache(["a"], prompt_embeds=torch.zeros(1))  # precomputed tensors: not cached
+    assert len(calls) == 3 and (cache.hits, cache.misses) == (1, 2)
+
+
+def test_prompt_cache_stays_within_its_memory_bound():
+    cache = PromptCache(lambda prompt: torch.zeros(256), max_bytes=2048)  # 1 KiB per entry
+    for prompt in "abcd":
+        cache(prompt)
+    assert len(cache.entries) == 2 and cache.misses == 4
+    cache("d")
+    assert cache.hits == 1  # the newest stayed
+    cache("a")
+    assert cache.misses == 5  # the oldest went
+
+
+# --------------------------------------------------------------------- refusals
+class _FakePipeline:
+    """Enough of a diffusers pipeline for :class:`CallSignature` checks."""
+
+    scheduler = None
+    components: dict = {}
+
+    def set_progress_bar_config(self, **_):
+        pass
+
+
+def test_pipeline_without_generator_is_refused():
+    class NoGenerator(_FakePipeline):
+        def __call__(self, prompt, num_inference_steps=2, output_type="pil"):
+            raise AssertionError("never called")
+
+    with pytest.raises(Qua2Error, match="takes no generator"):
+        PipelineAdapter(NoGenerator())
+
+
+def test_video_and_unconditioned_pipelines_are_refused():
+    class Video(_FakePipeline):
+        def __call__(self, prompt, num_frames=8, generator=None, num_inference_steps=2,
+                     output_type="pil"):
+            raise AssertionError("never called")
+
+    class Unconditioned(_FakePipeline):
+        def __call__(self, generator=None, num_inference_steps=2, output_type="pil"):
+            raise AssertionError("never called")
+
+    with pytest.raises(Qua2Error, match="video"):
+        CallSignature.of(Video()).check()
+    with pytest.raises(Qua2Error, match="neither prompt nor class_labels"):
+        CallSignature.of(Unconditioned()).check()
+
+
+def test_pipeline_whose_images_ignore_the_seed_is_refused(saved):
+    adapter = load_auto(saved("dit"), "dit")
+    adapter.pipeline.scheduler = _Jittery(adapter.pipeline.scheduler)
+    with pytest.raises(Qua2Error, match="different images for the same seed"):
+        adapter.check_fixed_noise()
+
+
+class _Jittery:
+    """A scheduler that adds noise from the global generator (not the per-image one)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def step(self, *args, **kwargs):
+        out = self.inner.step(*args, **kwargs)
+        sample = out[0] if isinstance(out, tuple) else out.prev_sample
+        noisy = sample + 0.1 * torch.randn_like(sample)
+        return (noisy,) if isinstance(out, tuple) else SimpleNamespace(prev_sample=noisy)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "missing", "does not exist"),
+    (lambda d: d, "no model_index.json"),
+    (lambda d: _index(d, {"_class_name": "NotAPipeline"}), "not a pipeline class"),
+    (lambda d: _index(d, {"_class_name": "DiTPipeline", "transformer": ["diffusers", "x"]}),
+     "no transformer/ folder"),
+])
+def test_directories_that_are_not_pipelines_are_refused(tmp_path, make, message):
+    with pytest.raises(Qua2Error, match=message):
+        load_model("auto", make(tmp_path))
+
+
+def _index(directory: Path, index: dict) -> Path:
+    (directory / "model_index.json").write_text(json.dumps(index))
+    return directory
+
+
+def test_unknown_option_names_the_valid_ones(saved):
+    with pytest.raises(Qua2Error, match="valid options: .*call_options"):
+        load_model("auto", saved("dit"), resolutoin=64)
