@@ -156,7 +156,10 @@ class _FakePipeline:
     """Enough of a diffusers pipeline for :class:`CallSignature` checks."""
 
     scheduler = None
-    components: dict = {}
+
+    @property
+    def components(self) -> dict:
+        return {}
 
     def set_progress_bar_config(self, **_):
         pass
@@ -228,5 +231,5 @@ def _index(directory: Path, index: dict) -> Path:
 
 
 def test_unknown_option_names_the_valid_ones(saved):
-    with pytest.raises(Qua2Error, match="valid options: .*call_options"):
+    with pytest.raises(Qua2Error, match=r"valid options: .*call_options"):
         load_model("auto", saved("dit"), resolutoin=64)

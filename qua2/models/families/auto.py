@@ -36,7 +36,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -159,7 +159,7 @@ def _nbytes(value: Any) -> int:
 
 
 # ----------------------------------------------------------------------------- the denoiser
-class _Captured(Exception):
+class _CapturedError(Exception):
     """Raised by the capture hook to stop a probe call once the denoiser's inputs are known."""
 
 
@@ -167,7 +167,8 @@ def denoiser_candidates(pipeline: Any) -> dict[str, nn.Module]:
     """The pipeline's diffusers models that are not autoencoders (those have ``decode``)."""
     from diffusers import ModelMixin
 
-    return {name: component for name, component in pipeline.components.items()
+    # (diffusers' many-mixin bases hide nn.Module from mypy; every ModelMixin is one.)
+    return {name: cast(nn.Module, component) for name, component in pipeline.components.items()
             if isinstance(component, ModelMixin) and not hasattr(component, "decode")}
 
 
@@ -334,12 +335,12 @@ class PipelineAdapter(DenoiserAdapter):
 
         def capture(_: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             captured.append(ExampleInputs(args, dict(kwargs)))
-            raise _Captured
+            raise _CapturedError
 
         condition = PROBE_PROMPT if self.conditioning == "text" else 0
         handle = self.module.register_forward_pre_hook(capture, with_kwargs=True)
         try:
-            with contextlib.suppress(_Captured):
+            with contextlib.suppress(_CapturedError):
                 self._call([condition] * batch_size, list(range(batch_size)), 2,
                            self.default_guidance)
         finally:
