@@ -43,6 +43,8 @@ class Scorer:
             {"prompts": conditions}
         if self.conditioning == "class" and self.suite.classifier is None:
             by_kind = {}  # class-conditioned real models (DiT-XL/2): no classifier of ours
+        if self.conditioning == "text" and self.suite.clip is None:
+            by_kind = {}  # no CLIP model configured: prompt adherence is not scored
         return self.suite.image_scores(images, fp_images=reference.images[: len(images)],
                                        **by_kind)
 

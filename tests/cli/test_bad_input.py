@@ -184,6 +184,29 @@ def test_unreadable_prompts_file_is_refused_before_any_work(cli, tmp_path, conte
     assert not (tmp_path / "out" / "model.json").exists()
 
 
+def test_model_directory_that_is_not_a_pipeline_is_refused(cli, tmp_path):
+    (tmp_path / "model").mkdir()
+    path = tmp_path / "study.yaml"
+    path.write_text(_tiny(model={"path": str(tmp_path / "model")}))  # no family: auto
+    result = cli("run", path, "--out", tmp_path / "out", "--stages", "model")
+    assert_refused(result, "has no model_index.json")
+    assert not (tmp_path / "out" / "model.json").exists()
+
+
+def test_pipeline_conditioned_otherwise_than_the_study_is_refused(cli, tmp_path):
+    from qua2.testing.tiny_pipelines import tiny_pipeline
+
+    tiny_pipeline("dit").save_pretrained(tmp_path / "dit")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red cat\n")
+    path = tmp_path / "study.yaml"
+    path.write_text(_tiny(model={"family": "auto", "path": str(tmp_path / "dit"),
+                                 "options": {"resolution": 64}},
+                          conditions={"kind": "text", "prompts_file": str(prompts)}))
+    result = cli("run", path, "--out", tmp_path / "out", "--stages", "model")
+    assert_refused(result, "is conditioned on class labels, but the study's conditions.kind")
+
+
 def test_missing_and_directory_study_files(cli, tmp_path):
     assert_refused(cli("run", tmp_path / "nope.yaml", "--out", tmp_path / "o"), "does not exist")
     assert_refused(cli("check", tmp_path), "does not exist")

@@ -257,8 +257,12 @@ class PipelineAdapter(DenoiserAdapter):
         return self
 
     def place(self, device: torch.device, dtype: torch.dtype) -> None:
-        """Move and cast the whole pipeline (the VAE and text encoders run inside ``__call__``)."""
-        self.pipeline.to(device=device, dtype=dtype)
+        """Move and cast the whole pipeline (the VAE and text encoders run inside ``__call__``);
+        loaded in ``dtype`` already, it is only moved (diffusers warns about casting loaded
+        pipelines whose modules must stay in float32)."""
+        self.pipeline.to(device)
+        if self.dtype != dtype:
+            self.pipeline.to(dtype=dtype)
 
     # ------------------------------------------------------------------ sampling
     def initial_noise(self, seeds: Sequence[int]) -> torch.Tensor:
