@@ -13,8 +13,9 @@ Why hand-written: torchvision, torchmetrics, torch-fidelity and clean-fid are no
 of qua2 and all of them fetch the weights from the internet by default. Caveat, stated plainly:
 qua2's tests check the architecture and the loading path on random weights only; agreement with
 pytorch-fid's numbers on the real weights has not been verified offline. Pre-processing follows
-pytorch-fid: quantise to 8-bit levels (as if saved to PNG), bilinear resize to 299×299 without
-antialiasing, scale to [-1, 1].
+pytorch-fid by default: quantise to 8-bit levels (as if saved to PNG), bilinear resize to
+299×299 without antialiasing, scale to [-1, 1]; clean-fid's antialiased bicubic resize is the
+alternative (``metrics.fid_resize``, :data:`FID_RESIZE`), and a study records which it used.
 """
 
 from __future__ import annotations
@@ -242,35 +243,65 @@ def convert_inception_weights(src: str | os.PathLike, dst: str | os.PathLike) ->
     return dst
 
 
+#: How images reach Inception's 299×299 input: ``pytorch-fid`` (bilinear, no antialiasing; the
+#: convention of most published diffusion FIDs) or ``clean-fid`` (Parmar, Zhang & Zhu, 2022,
+#: "On Aliased Resizing and Surprising Subtleties in GAN Evaluation", CVPR: PIL's bicubic with
+#: antialiasing on the 8-bit image, channel by channel).
+FID_RESIZE = ("pytorch-fid", "clean-fid")
+
+
+def resize_for_inception(images: torch.Tensor, convention: str = "pytorch-fid") -> torch.Tensor:
+    """8-bit-level images in [-1, 1] ``[N, 3, H, W]`` → ``[N, 3, 299, 299]`` by ``convention``.
+
+    Both resizes are linear, so they commute with the [0, 255] → [-1, 1] scaling the two tools
+    apply at different points. torch's antialiased bicubic is PIL's filter (Keys' cubic with
+    a = −0.5, support widened when downsampling): it matches ``Image.resize(BICUBIC)`` on
+    float channels to ~1e-5 of the range (tests/metrics).
+    """
+    if convention == "clean-fid":
+        return F.interpolate(images, size=(299, 299), mode="bicubic", antialias=True,
+                             align_corners=False)
+    return F.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
+
+
 class InceptionFeatures:
     """:class:`~qua2.metrics.frechet.FeatureExtractor` of FID's 2048-d Inception features."""
 
-    def __init__(self, net: FIDInceptionV3, weights_sha256: str, batch_size: int = 64) -> None:
+    def __init__(self, net: FIDInceptionV3, weights_sha256: str, batch_size: int = 64,
+                 resize: str = "pytorch-fid") -> None:
+        if resize not in FID_RESIZE:
+            raise Qua2Error(f"unknown FID resize convention {resize!r}; choose one of "
+                            f"{', '.join(FID_RESIZE)}.")
         self.net = net.eval()
         self.weights_sha256 = weights_sha256
         self.batch_size = batch_size
-        self.id = f"inception-fid-{weights_sha256[:12]}"
+        self.resize = resize
+        # The convention is part of the features' identity: cached real-image statistics
+        # computed under one must never be reused under the other.
+        suffix = "" if resize == "pytorch-fid" else f"-{resize}"
+        self.id = f"inception-fid-{weights_sha256[:12]}{suffix}"
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike,
-                  device: torch.device | str = "cpu") -> InceptionFeatures:
+    def from_file(cls, path: str | os.PathLike, device: torch.device | str = "cpu",
+                  resize: str = "pytorch-fid") -> InceptionFeatures:
         """Load weights from a local ``.pth`` or ``.safetensors`` file."""
         path = Path(path).expanduser()
         if not path.is_file():
             raise Qua2Error(f"Inception weights file {str(path)!r} does not exist; set "
                             f"${INCEPTION_ENV} to the pt_inception-2015-12-05 weights file.")
-        return cls(load_fid_inception(path).to(device), sha256_file(path))
+        return cls(load_fid_inception(path).to(device), sha256_file(path), resize=resize)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike | None = None,
-                    device: torch.device | str = "cpu") -> InceptionFeatures:
+                    device: torch.device | str = "cpu",
+                    resize: str = "pytorch-fid") -> InceptionFeatures:
         """Like :meth:`from_file`, falling back to ``$QUA2_INCEPTION_WEIGHTS``."""
         chosen = path if path is not None else os.environ.get(INCEPTION_ENV)
         if not chosen:
             raise Qua2Error(f"no Inception weights are configured for FID; pass the path of "
                             f"pt_inception-2015-12-05-6726825d.pth (or a safetensors copy) or set "
                             f"${INCEPTION_ENV} (qua2 never downloads metric networks).")
-        return cls.from_file(chosen, device)
+        return cls.from_file(chosen, device, resize)
 
     @property
     def is_reference_weights(self) -> bool:
@@ -286,10 +317,7 @@ class InceptionFeatures:
         dev = next(self.net.parameters()).device
         out = []
         for batch in images.split(self.batch_size):
-            # 8-bit levels as in saved PNGs, then pytorch-fid's resize (linear, so it commutes
-            # with the [0, 1] → [-1, 1] scaling pytorch-fid applies afterwards).
             x = ((batch.float().clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
-            x = x.to(dev).expand(-1, 3, -1, -1)
-            x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+            x = resize_for_inception(x.to(dev).expand(-1, 3, -1, -1), self.resize)
             out.append(self.net(x).cpu())
         return torch.cat(out)

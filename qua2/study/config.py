@@ -135,6 +135,8 @@ class MetricsSection:
     clip_model: str | None = None  # local CLIP directory (text families)
     inception_weights: str | None = None  # local Inception weights (real models)
     reference_images: str | None = None  # folder of real images (real models)
+    # How FID resizes images to 299 px: pytorch-fid (bilinear) or clean-fid (antialiased bicubic).
+    fid_resize: Literal["pytorch-fid", "clean-fid"] = "pytorch-fid"
 
     # StudyConfig validation fills in both defaults, so a StudyConfig's section has them.
     @property

@@ -69,7 +69,8 @@ def _real_suite(study: Study) -> MetricSuite:
         from qua2.metrics.inception import InceptionFeatures
 
         real = load_image_folder(Path(section.reference_images))
-        inception = InceptionFeatures.from_config(section.inception_weights, device=study.device)
+        inception = InceptionFeatures.from_config(section.inception_weights, study.device,
+                                                  section.fid_resize)
         # data_key None: the statistics are keyed by a hash of the loaded images, so changing
         # the folder's contents can never reuse stale statistics.
         frechet["fid"] = FrechetScorer(inception, real, None)

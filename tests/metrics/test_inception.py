@@ -52,3 +52,31 @@ def test_features_shape_end_to_end(pth_weights, monkeypatch):
     features = InceptionFeatures.from_config()
     out = features(torch.rand(2, 1, 8, 8) * 2 - 1)
     assert out.shape == (2, 2048) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("side", [64, 512])  # upsampled (small models) and downsampled
+def test_clean_fid_resize_is_pils_antialiased_bicubic(side):
+    import numpy as np
+    from PIL import Image
+
+    from qua2.metrics.inception import resize_for_inception
+
+    levels = torch.randint(0, 256, (1, 3, side, side), generator=torch.Generator().manual_seed(0))
+    resized = resize_for_inception(levels.float() / 127.5 - 1, "clean-fid")
+    pil = np.stack([np.asarray(Image.fromarray(levels[0, c].numpy().astype(np.float32), mode="F")
+                               .resize((299, 299), Image.Resampling.BICUBIC))
+                    for c in range(3)]) / 127.5 - 1
+    # Two implementations of one filter in float32: they agree to ~3e-3 of 255 levels (seen
+    # 2.6e-3); 1e-4 in [-1, 1] units (0.013 levels) leaves 5× headroom, while pytorch-fid's
+    # bilinear resize differs from PIL's bicubic by more than one level.
+    assert np.abs(resized[0].numpy() - pil).max() < 1e-4
+    bilinear = resize_for_inception(levels.float() / 127.5 - 1, "pytorch-fid")
+    assert np.abs(bilinear[0].numpy() - pil).max() > 1 / 127.5
+
+
+def test_resize_convention_is_part_of_the_features_identity(pth_weights):
+    default = InceptionFeatures.from_file(pth_weights)
+    clean = InceptionFeatures.from_file(pth_weights, resize="clean-fid")
+    assert default.id != clean.id and clean.id.startswith(default.id)
+    with pytest.raises(Qua2Error, match="unknown FID resize convention"):
+        InceptionFeatures.from_file(pth_weights, resize="lanczos")
