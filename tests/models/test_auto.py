@@ -19,6 +19,11 @@ from qua2.errors import Qua2Error
 from qua2.graph.tracer import trace_adapter
 from qua2.models import load_model
 from qua2.models.families.auto import CallSignature, PipelineAdapter, PromptCache
+from qua2.testing.tiny_auto_pipelines import (
+    AUTO_TINY_FAMILIES,
+    TINY_AUTO_RESOLUTION,
+    save_tiny_auto_pipeline,
+)
 from qua2.testing.tiny_pipelines import TINY_PIPELINE_FAMILIES, tiny_pipeline
 
 #: See tests/models/test_pipelines.py: two different float32 computations of the same images
@@ -120,6 +125,55 @@ def test_traced_graph_holds_every_weight_layer_once(saved, family):
     layers = trace_adapter(adapter).layers()
     assert sorted(layers) == sorted(adapter.quantizable_layers())
     assert len(layers) == len(set(layers))
+
+
+# --------------------------------------------------------------------- families with no adapter
+IMAGE_FAMILIES = [f for f in AUTO_TINY_FAMILIES if f != "wan"]
+
+
+@pytest.fixture(scope="module")
+def new_family(tmp_path_factory):
+    """family → its tiny pipeline loaded with ``family: auto`` (built on first use)."""
+    cache: dict[str, PipelineAdapter] = {}
+
+    def get(family: str) -> PipelineAdapter:
+        if family not in cache:
+            directory = save_tiny_auto_pipeline(family, tmp_path_factory.mktemp(family))
+            adapter = load_model("auto", directory, resolution=TINY_AUTO_RESOLUTION[family])
+            assert isinstance(adapter, PipelineAdapter)
+            cache[family] = adapter
+        return cache[family]
+
+    return get
+
+
+@pytest.mark.parametrize("family", IMAGE_FAMILIES)
+def test_new_family_samples_deterministically_and_traces_every_layer_once(new_family, family,
+                                                                          tmp_path):
+    from qua2.quant.cache import OptionCache
+    from qua2.specs import QuantOption, SearchSpace
+
+    adapter = new_family(family)
+    # Word-level tiny tokenizers know single letters only: these prompts differ in tokens.
+    conditions, seeds = ["a b c", "d e", "f g h"], [0, 1, 2]
+    images = adapter.generate(conditions, seeds, steps=2, batch_size=2)
+    assert images.shape[0] == 3 and torch.isfinite(images).all()
+    assert torch.equal(images, adapter.generate(conditions, seeds, steps=2, batch_size=2))
+    torch.testing.assert_close(adapter.generate(conditions[:1], seeds[:1], steps=2),
+                               images[:1], rtol=0, atol=IMAGE_ATOL)
+    assert (images[0] - images[1]).abs().max() > 0.05
+    layers = trace_adapter(adapter).layers()
+    assert sorted(layers) == sorted(adapter.quantizable_layers())
+    assert len(set(layers)) == len(layers)
+    cache = OptionCache.build(adapter.module, SearchSpace((QuantOption("uaq", 4),)),
+                              tmp_path / "cache", progress=False)
+    assert set(cache.layers) == set(layers) and cache.last_build.computed == len(layers)
+
+
+def test_video_pipeline_is_refused_with_one_sentence(tmp_path):
+    directory = save_tiny_auto_pipeline("wan", tmp_path / "wan")
+    with pytest.raises(Qua2Error, match="generates video"):
+        load_model("auto", directory)
 
 
 # --------------------------------------------------------------------- prompt cache
