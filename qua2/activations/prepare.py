@@ -26,7 +26,7 @@ from torch import nn
 
 from qua2.activations.calibration_sets import calibration_set, content_digest, module_fingerprint
 from qua2.activations.hooks import ActivationHandle, quantized_activations
-from qua2.activations.range_fitting import calibrate_ranges
+from qua2.activations.range_fitting import calibrate_module, calibrate_ranges
 from qua2.activations.ranges import ActivationRanges
 from qua2.activations.setting import ActivationSetting
 from qua2.errors import Qua2Error
@@ -67,6 +67,9 @@ def prepare_activations(adapter: DenoiserAdapter, setting: ActivationSetting, *,
     if not conditions:
         raise Qua2Error("static activation calibration needs conditions (class labels or "
                         "prompts) for its calibration samples.")
+    if hasattr(adapter, "calibration_calls"):  # pipeline-driven adapters (family auto)
+        return _prepare_from_pipeline(adapter, setting, layers, conditions, cache_dir, steps,
+                                      seed)
     calib = calibration_set(adapter, setting.calibration or "", conditions, cache_dir=cache_dir,
                             size=setting.calibration_size, seed=seed, steps=steps,
                             real_images=real_images, batch_size=batch_size)
@@ -79,6 +82,27 @@ def prepare_activations(adapter: DenoiserAdapter, setting: ActivationSetting, *,
         if path.exists():
             return PreparedActivations(setting, layers, ActivationRanges.load(path))
     ranges = calibrate_ranges(adapter, calib, setting, layers, batch_size=batch_size, seed=seed)
+    if path is not None:
+        ranges.save(path)
+    return PreparedActivations(setting, layers, ranges)
+
+
+def _prepare_from_pipeline(adapter: Any, setting: ActivationSetting, layers: list[str] | None,
+                           conditions: Sequence[Any], cache_dir: str | Path | None, steps: int,
+                           seed: int) -> PreparedActivations:
+    """Static ranges from the denoiser calls a pipeline makes (cached like the others)."""
+    path = None
+    if cache_dir is not None:
+        key = content_digest({"setting": setting.to_dict(), "layers": layers, "steps": steps,
+                              "model": module_fingerprint(adapter.module), "seed": seed,
+                              "conditions": [str(c) for c in conditions]})
+        path = Path(cache_dir) / f"ranges-{setting.label}-{key}.safetensors"
+        if path.exists():
+            return PreparedActivations(setting, layers, ActivationRanges.load(path))
+    calls = adapter.calibration_calls(setting.calibration or "", conditions,
+                                      size=setting.calibration_size, seed=seed, steps=steps)
+    ranges = calibrate_module(adapter.module, setting, calls, layers,
+                              num_train_timesteps=adapter.num_train_timesteps, seed=seed)
     if path is not None:
         ranges.save(path)
     return PreparedActivations(setting, layers, ranges)

@@ -176,6 +176,43 @@ def test_video_pipeline_is_refused_with_one_sentence(tmp_path):
         load_model("auto", directory)
 
 
+# --------------------------------------------------------------------- activation calibration
+def test_calls_at_a_step_are_the_denoisers_inputs_at_that_timestep(saved):
+    adapter = load_auto(saved("sd15"), "sd15")
+    timesteps = adapter.sampler_timesteps(4)  # PNDM's PLMS steps: 5 timesteps for 4 steps
+    for step, t in enumerate(timesteps.tolist()):
+        calls = adapter.calls_at_step("a red cat", 3, 4, step=step)
+        assert len(calls) == 1  # SD1.5 batches both guidance branches into one call
+        assert calls[0].args[0].shape[0] == 2 and int(calls[0].args[1]) == t
+
+
+@pytest.mark.parametrize("family", ["sd15", "dit"])
+def test_static_activation_ranges_calibrate_through_the_pipeline(saved, family, tmp_path):
+    from qua2.activations.prepare import prepare_activations
+    from qua2.activations.setting import ActivationSetting
+
+    adapter = load_auto(saved(family), family)
+    setting = ActivationSetting(bits=6, mode="static", calibration="ndtc", calibration_size=4,
+                                timestep_groups=2)
+    conditions = conditions_for(adapter, 2)
+    prepared = prepare_activations(adapter, setting, conditions=conditions, cache_dir=tmp_path,
+                                   steps=4, seed=0)
+    assert prepared.ranges is not None and len(prepared.ranges.ranges) > 0
+    again = prepare_activations(adapter, setting, conditions=conditions, cache_dir=tmp_path,
+                                steps=4, seed=0)  # from the cache: same ranges
+    assert all(torch.equal(again.ranges.ranges[k], v) for k, v in prepared.ranges.ranges.items())
+    fp = adapter.generate(conditions, [0, 1], steps=4)
+    with prepared.apply(adapter.module):
+        quantized = adapter.generate(conditions, [0, 1], steps=4)
+    assert 0 < (quantized - fp).abs().max() < 1.0
+
+
+def test_real_image_calibration_is_refused_for_pipelines(saved):
+    adapter = load_auto(saved("dit"), "dit")
+    with pytest.raises(Qua2Error, match="choose ndtc, uniform or single_step"):
+        adapter.calibration_calls("real", [0], size=2, seed=0, steps=2)
+
+
 # --------------------------------------------------------------------- prompt cache
 def test_prompt_cache_reuses_plain_calls_and_skips_tensor_ones():
     calls = []

@@ -24,8 +24,12 @@ everything it needs from the pipeline object:
   outputs to ``prompt_embeds``-style arguments. Pipelines that encode prompts elsewhere simply
   encode them every time (correct, only slower).
 
-What it does not do: activation quantization (it replays ``denoise`` calls, which only a
-family adapter can make); video pipelines (frames) are refused with a sentence.
+* **activation calibration** captures the denoiser's calls at the sampler steps a calibration
+  method draws (:meth:`PipelineAdapter.calibration_calls`), so static activation ranges need no
+  family code either.
+
+What it does not do: noise real images for ``real`` calibration (that needs the VAE encoder);
+video pipelines (frames) are refused with a sentence.
 """
 
 from __future__ import annotations
@@ -355,11 +359,83 @@ class PipelineAdapter(DenoiserAdapter):
                             "denoiser with model.options.denoiser.")
         return captured[0]
 
+    # ------------------------------------------------------------------ calibration
+    @property
+    def num_train_timesteps(self) -> int:
+        """``T`` of the pipeline's scheduler (1000 when its config does not say)."""
+        return int(getattr(self.pipeline.scheduler.config, "num_train_timesteps", 1000))
+
+    def calls_at_step(self, condition: Any, seed: int, steps: int,
+                      step: int) -> list[ExampleInputs]:
+        """The denoiser's calls during sampler step ``step`` (0 = noisiest) of a one-image
+        ``steps``-step FP run; the run stops right after that step.
+
+        Steps are counted on the scheduler's ``step`` (every pipeline calls it once per step,
+        however many denoiser calls — e.g. separate guidance branches — a step makes).
+        """
+        scheduler = self.pipeline.scheduler
+        taken = [0]
+        captured: list[ExampleInputs] = []
+        original = scheduler.step
+
+        def capture(_: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            if taken[0] == step:
+                captured.append(ExampleInputs(args, dict(kwargs)))
+
+        def counting_step(*args: Any, **kwargs: Any) -> Any:
+            out = original(*args, **kwargs)
+            taken[0] += 1
+            if taken[0] > step:
+                raise _CapturedError
+            return out
+
+        handle = self.module.register_forward_pre_hook(capture, with_kwargs=True)
+        scheduler.step = counting_step  # an instance attribute shadows the method for this run
+        try:
+            with contextlib.suppress(_CapturedError):
+                self._call([condition], [seed], steps, self.default_guidance)
+        finally:
+            handle.remove()
+            del scheduler.step
+        return captured
+
+    def sampler_timesteps(self, steps: int) -> torch.Tensor:
+        """The timesteps (noisiest first) the pipeline samples ``steps`` steps with."""
+        condition = PROBE_PROMPT if self.conditioning == "text" else 0
+        self.calls_at_step(condition, 0, steps, 0)  # the call sets the scheduler's timesteps
+        return self.pipeline.scheduler.timesteps.detach().cpu().clone()
+
+    @torch.no_grad()
+    def calibration_calls(self, method: str, conditions: Sequence[Any], *, size: int,
+                          seed: int, steps: int) -> list[ExampleInputs]:
+        """Denoiser calls of ``size`` FP samples, each at the step ``method`` draws for it.
+
+        The steps are drawn as for family adapters (PTQ4DM's NDTC, 2406.11100's first step,
+        or uniform; :func:`qua2.activations.calibration_sets.draw_step_indices`), but the
+        inputs are captured from the pipeline's own calls, so they are exactly what the
+        denoiser sees — both guidance branches included. Each sample has its own seed drawn
+        from ``seed`` (apart from the study's image seeds).
+        """
+        from qua2.activations.calibration_sets import draw_step_indices
+
+        if method == "real":
+            raise Qua2Error("family auto calibrates on its own sampling trajectories; noising "
+                            "real images needs the VAE encoder, so choose ndtc, uniform or "
+                            "single_step as activations.calibration.")
+        gen = torch.Generator().manual_seed(int(seed))
+        picks = draw_step_indices(method, size, self.sampler_timesteps(steps),
+                                  self.num_train_timesteps, gen)
+        seeds = torch.randint(0, 2**31 - 1, (size,), generator=gen).tolist()
+        calls: list[ExampleInputs] = []
+        for i, (sample_seed, step) in enumerate(zip(seeds, picks.tolist())):
+            calls += self.calls_at_step(conditions[i % len(conditions)], sample_seed, steps,
+                                        step)
+        return calls
+
     # ------------------------------------------------------------------ not available
     def denoise(self, latents: torch.Tensor, t: torch.Tensor, cond: CondBatch) -> torch.Tensor:
-        raise Qua2Error("family auto samples through the pipeline's own __call__ and cannot "
-                        "replay single denoiser calls, which activation quantization needs; "
-                        "remove the activations section or use a family adapter.")
+        raise Qua2Error("family auto samples through the pipeline's own __call__ and does not "
+                        "replay single denoiser calls; calibrate through calibration_calls().")
 
     @contextlib.contextmanager
     def counting_text_encoder_calls(self) -> Iterator[dict[str, int]]:
