@@ -24,7 +24,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from qua2.activations.calibration_sets import calibration_set, content_digest, module_fingerprint
+from qua2.activations.calibration_sets import (
+    calibration_set,
+    content_digest,
+    draw_step_indices,
+    module_fingerprint,
+)
 from qua2.activations.hooks import ActivationHandle, quantized_activations
 from qua2.activations.range_fitting import calibrate_module, calibrate_ranges
 from qua2.activations.ranges import ActivationRanges
@@ -67,7 +72,7 @@ def prepare_activations(adapter: DenoiserAdapter, setting: ActivationSetting, *,
     if not conditions:
         raise Qua2Error("static activation calibration needs conditions (class labels or "
                         "prompts) for its calibration samples.")
-    if hasattr(adapter, "calibration_calls"):  # pipeline-driven adapters (family auto)
+    if hasattr(adapter, "calls_at_step"):  # pipeline-driven adapters (diffusers families)
         return _prepare_from_pipeline(adapter, setting, layers, conditions, cache_dir, steps,
                                       seed)
     calib = calibration_set(adapter, setting.calibration or "", conditions, cache_dir=cache_dir,
@@ -99,13 +104,38 @@ def _prepare_from_pipeline(adapter: Any, setting: ActivationSetting, layers: lis
         path = Path(cache_dir) / f"ranges-{setting.label}-{key}.safetensors"
         if path.exists():
             return PreparedActivations(setting, layers, ActivationRanges.load(path))
-    calls = adapter.calibration_calls(setting.calibration or "", conditions,
-                                      size=setting.calibration_size, seed=seed, steps=steps)
+    calls = pipeline_calibration_calls(adapter, setting.calibration or "", conditions,
+                                       size=setting.calibration_size, seed=seed, steps=steps)
     ranges = calibrate_module(adapter.module, setting, calls, layers,
                               num_train_timesteps=adapter.num_train_timesteps, seed=seed)
     if path is not None:
         ranges.save(path)
     return PreparedActivations(setting, layers, ranges)
+
+
+@torch.no_grad()
+def pipeline_calibration_calls(adapter: Any, method: str, conditions: Sequence[Any], *,
+                               size: int, seed: int, steps: int) -> list[ExampleInputs]:
+    """Denoiser calls of ``size`` FP samples of a pipeline-driven adapter, each captured at the
+    sampler step ``method`` draws for it.
+
+    The steps are drawn as for replayed calibration sets (PTQ4DM's NDTC, 2406.11100's first
+    step, or uniform: :func:`~qua2.activations.calibration_sets.draw_step_indices`), but the
+    inputs are what the pipeline really feeds its denoiser — both guidance branches included.
+    Each sample has its own seed drawn from ``seed``, apart from the study's image seeds.
+    """
+    if method == "real":
+        raise Qua2Error("diffusers pipelines calibrate on their own sampling trajectories; "
+                        "noising real images needs the VAE encoder, so choose ndtc, uniform or "
+                        "single_step as activations.calibration.")
+    gen = torch.Generator().manual_seed(int(seed))
+    picks = draw_step_indices(method, size, adapter.sampler_timesteps(steps),
+                              adapter.num_train_timesteps, gen)
+    seeds = torch.randint(0, 2**31 - 1, (size,), generator=gen).tolist()
+    calls: list[ExampleInputs] = []
+    for i, (sample_seed, step) in enumerate(zip(seeds, picks.tolist())):
+        calls += adapter.calls_at_step(conditions[i % len(conditions)], sample_seed, steps, step)
+    return calls
 
 
 @torch.no_grad()

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import importlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,14 +28,19 @@ class FamilySpec:
     ``loader`` is ``"package.module:function"`` (imported on first use; the function may be
     an attribute path such as ``Adapter.from_directory``). ``scoring`` says
     which metric suite a study uses by default: ``embedded`` (qua2's own digits classifier:
-    ``digits_fid``, ``class_accuracy``) or ``real`` (FID against real images, CLIP score).
+    ``digits_fid``, ``class_accuracy``) or ``real`` (fidelity to the FP images; FID and CLIP
+    score when the study gives real images and a CLIP model).
     ``needs_path``: the family loads from a local diffusers directory (``model.path``).
+    ``pipeline``: the diffusers pipeline class a named diffusers family stands for (its
+    directory must hold one). ``defaults``: loader options a study may override.
     """
 
     name: str
     loader: str
     scoring: Literal["embedded", "real"] = "real"
     needs_path: bool = True
+    pipeline: str | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def default_primary(self, has_reference_images: bool) -> str:
         """The study's primary metric when ``metrics.primary`` is not given: qua2's digits FID,
@@ -49,9 +55,10 @@ FAMILIES: dict[str, FamilySpec] = {}
 
 
 def register_family(name: str, loader: str, *, scoring: Literal["embedded", "real"] = "real",
-                    needs_path: bool = True) -> FamilySpec:
+                    needs_path: bool = True, pipeline: str | None = None,
+                    defaults: Mapping[str, Any] | None = None) -> FamilySpec:
     """Add a family: ``loader`` is ``"package.module:function"`` returning an adapter."""
-    spec = FamilySpec(name, loader, scoring, needs_path)
+    spec = FamilySpec(name, loader, scoring, needs_path, pipeline, dict(defaults or {}))
     FAMILIES[name] = spec
     return spec
 
@@ -65,31 +72,43 @@ def get_family(name: str) -> FamilySpec:
     return FAMILIES[name]
 
 
+def family_of_pipeline(class_name: str) -> str | None:
+    """The named family that stands for diffusers pipeline ``class_name``, if any."""
+    return next((spec.name for spec in FAMILIES.values() if spec.pipeline == class_name), None)
+
+
 register_family("digits-dit", "qua2.models.digits:load_digits_dit", scoring="embedded",
                 needs_path=False)
 register_family("digits-unet", "qua2.models.digits:load_digits_unet", scoring="embedded",
                 needs_path=False)
-# diffusers families, loaded from a local pipeline directory (qua2/models/families).
-for _name, _adapter in {
-    "pixart-alpha": "pixart:PixArtAdapter", "pixart-sigma": "pixart:PixArtSigmaAdapter",
-    "dit": "dit:DiTAdapter", "hunyuan-dit": "hunyuan:HunyuanDiTAdapter", "sd15": "sd:SD15Adapter",
-    "sdxl": "sd:SDXLAdapter", "sd3": "flow:SD3Adapter", "flux": "flow:FluxAdapter",
-}.items():
-    register_family(_name, f"qua2.models.families.{_adapter}.from_directory")
-# Any other diffusers pipeline, driven through its own __call__ (qua2/models/families/auto.py).
-register_family("auto", "qua2.models.families.auto:PipelineAdapter.from_directory")
+# Any diffusers pipeline, driven through its own __call__ (qua2/models/families/auto.py).
+_PIPELINE_LOADER = "qua2.models.families.auto:PipelineAdapter.from_directory"
+register_family("auto", _PIPELINE_LOADER)
+# Named diffusers families: the generic adapter plus a check of the directory's pipeline class
+# (same images as qua2's former hand-written adapters: tests/models/test_pipelines.py).
+# Hunyuan-DiT publishes DDPM; qua2 has always sampled it with DDIM of the same configuration
+# (good images in few steps, earlier studies comparable); model.options.sampler overrides it.
+for _name, _pipeline, _defaults in (
+    ("pixart-alpha", "PixArtAlphaPipeline", {}), ("pixart-sigma", "PixArtSigmaPipeline", {}),
+    ("dit", "DiTPipeline", {}), ("hunyuan-dit", "HunyuanDiTPipeline", {"sampler": "DDIMScheduler"}),
+    ("sd15", "StableDiffusionPipeline", {}), ("sdxl", "StableDiffusionXLPipeline", {}),
+    ("sd3", "StableDiffusion3Pipeline", {}), ("flux", "FluxPipeline", {}),
+):
+    register_family(_name, _PIPELINE_LOADER, pipeline=_pipeline, defaults=_defaults)
 
 
 def load_model(family: str, path: str | Path | None = None,
                **options: Any) -> DenoiserAdapter:
     """Build the adapter of ``family`` (from ``path`` where the family needs a directory)."""
-    module_name, func_name = get_family(family).loader.split(":")
+    spec = get_family(family)
+    module_name, func_name = spec.loader.split(":")
     loader: Any = functools.reduce(getattr, func_name.split("."),
                                    importlib.import_module(module_name))
+    named = {"family": family, "expected": spec.pipeline} if spec.pipeline else {}
     try:
-        return loader(path, **options)
+        return loader(path, **{**spec.defaults, **options}, **named)
     except TypeError as error:  # an option the loader does not take: bad input, not a bug
-        if "unexpected keyword argument" not in str(error):
+        if "keyword argument" not in str(error):
             raise
         name = str(error).rsplit(" ", 1)[-1]
         raise Qua2Error(f"model.options has {name}, which family {family!r} does not take; "

@@ -46,6 +46,8 @@ class _Family:
     tiny: dict[str, Any]
     inputs: InputBuilder
     full: dict[str, Any] | None = None
+    #: Default latent height = width for a module, where the config's ``sample_size`` is not it.
+    latent_size: Callable[[nn.Module], int] | None = None
 
 
 # ------------------------------------------------------------------------------ input helpers
@@ -183,6 +185,70 @@ def _flux_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
     return ExampleInputs((_randn(g, d, b, tokens, _cfg(m, "in_channels")),), kwargs)
 
 
+def _flux_default_size(module: nn.Module) -> int:
+    # Flux has no sample_size: 128 latent pixels (1024 px images) at full size, 8 when tiny.
+    return 128 if _cfg(module, "num_single_layers", 0) >= 10 else 8
+
+
+def _prompt_mask(batch: int, tokens: int, device: torch.device) -> torch.Tensor:
+    """A tokenizer's ``attention_mask`` for prompts padded to ``tokens``: the second half pads.
+
+    Padding is included so that the masked code paths run, as they do for any prompt shorter
+    than the pipeline's ``max_sequence_length``.
+    """
+    mask = torch.ones(batch, tokens, dtype=torch.long, device=device)
+    mask[:, max(tokens // 2, 1):] = 0
+    return mask
+
+
+def _sana_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
+                 d: torch.device) -> ExampleInputs:
+    # SanaPipeline keeps 300 Gemma-2 tokens (the first + the last 299) with their padding mask,
+    # and passes the flow scheduler's float timesteps (0‥1000) times ``timestep_scale``.
+    tokens = 300 if s >= 32 else 7
+    kwargs = {
+        "encoder_hidden_states": _randn(g, d, b, tokens, _cfg(m, "caption_channels")),
+        "encoder_attention_mask": _prompt_mask(b, tokens, d),
+        "timestep": _timesteps(g, d, b, torch.float32) * _cfg(m, "timestep_scale", 1.0),
+    }
+    return ExampleInputs((_randn(g, d, b, _cfg(m, "in_channels"), s, s),), kwargs)
+
+
+def _auraflow_default_size(module: nn.Module) -> int:
+    # AuraFlow v0.3 generates at 1024 px (its model card's resolution), twice the 512 px that
+    # ``sample_size`` × the VAE factor gives; its position table covers up to 1536 px.
+    return 2 * _latent(module, None)
+
+
+def _auraflow_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
+                     d: torch.device) -> ExampleInputs:
+    # AuraFlowPipeline: 256 Pile-T5 tokens (padding zeroed in the embeddings, no mask passed)
+    # and t / 1000 in [0, 1] as the timestep (the model's Timesteps scales it back by 1000).
+    tokens = 256 if s >= 64 else 7
+    kwargs = {
+        "encoder_hidden_states": _randn(g, d, b, tokens, _cfg(m, "joint_attention_dim")),
+        "timestep": _timesteps(g, d, b, torch.float32) / 1000,
+    }
+    return ExampleInputs((_randn(g, d, b, _cfg(m, "in_channels"), s, s),), kwargs)
+
+
+def _lumina2_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
+                    d: torch.device) -> ExampleInputs:
+    # Lumina2Pipeline: 256 Gemma-2 tokens with their padding mask, and 1 - t / 1000 as the
+    # timestep (Lumina's t = 0 is noise).
+    tokens = 256 if s >= 64 else 7
+    # The model reads each prompt's length with ``mask.sum(1).tolist()`` to lay out the joint
+    # sequence, which a meta tensor cannot answer: on meta the mask stays on the CPU (it is
+    # data, not a weight), everything else is meta.
+    mask_device = torch.device("cpu") if d.type == "meta" else d
+    kwargs = {
+        "timestep": 1 - _timesteps(g, d, b, torch.float32) / 1000,
+        "encoder_hidden_states": _randn(g, d, b, tokens, _cfg(m, "cap_feat_dim")),
+        "encoder_attention_mask": _prompt_mask(b, tokens, mask_device),
+    }
+    return ExampleInputs((_randn(g, d, b, _cfg(m, "in_channels"), s, s),), kwargs)
+
+
 # ------------------------------------------------------------------------------ configs
 _SDXL_FULL: dict[str, Any] = {  # stabilityai/stable-diffusion-xl-base-1.0, unet/config.json
     "sample_size": 128, "in_channels": 4, "out_channels": 4,
@@ -292,6 +358,58 @@ _FAMILIES: dict[str, _Family] = {
               "attention_head_dim": 128, "num_attention_heads": 24, "joint_attention_dim": 4096,
               "pooled_projection_dim": 768, "guidance_embeds": True,
               "axes_dims_rope": (16, 56, 56)},
+        latent_size=_flux_default_size,
+    ),
+    "sana": _Family(
+        "SanaTransformer2DModel",
+        tiny={"sample_size": 8, "patch_size": 1, "in_channels": 4, "out_channels": 4,
+              "num_layers": 2, "num_attention_heads": 2, "attention_head_dim": 4,
+              "num_cross_attention_heads": 2, "cross_attention_head_dim": 4,
+              "cross_attention_dim": 8, "caption_channels": 12, "mlp_ratio": 2.5},
+        inputs=_sana_inputs,
+        # Efficient-Large-Model/Sana_1600M_1024px_diffusers, transformer/config.json (1.6 B;
+        # 32-channel DC-AE latents at 1/32 of 1024 px). Written from memory, without network
+        # access; the parameter count it builds matches the published size.
+        full={"sample_size": 32, "patch_size": 1, "in_channels": 32, "out_channels": 32,
+              "num_layers": 20, "num_attention_heads": 70, "attention_head_dim": 32,
+              "num_cross_attention_heads": 20, "cross_attention_head_dim": 112,
+              "cross_attention_dim": 2240, "caption_channels": 2304, "mlp_ratio": 2.5,
+              "attention_bias": False, "norm_elementwise_affine": False, "norm_eps": 1e-6,
+              "interpolation_scale": None, "qk_norm": None, "timestep_scale": 1.0},
+    ),
+    "auraflow": _Family(
+        "AuraFlowTransformer2DModel",
+        # The feed-forward width is rounded up to a multiple of 256, whatever the model width:
+        # that alone is ~6 k parameters per feed-forward, so the tiny model stays narrow.
+        tiny={"sample_size": 4, "patch_size": 2, "in_channels": 4, "out_channels": 4,
+              "num_mmdit_layers": 1, "num_single_dit_layers": 1, "attention_head_dim": 4,
+              "num_attention_heads": 2, "joint_attention_dim": 12, "caption_projection_dim": 8,
+              "pos_embed_max_size": 64},
+        inputs=_auraflow_inputs,
+        # fal/AuraFlow-v0.3, transformer/config.json (6.8 B). Written from memory, without
+        # network access; the parameter count it builds matches the published size.
+        full={"sample_size": 64, "patch_size": 2, "in_channels": 4, "out_channels": 4,
+              "num_mmdit_layers": 4, "num_single_dit_layers": 32, "attention_head_dim": 256,
+              "num_attention_heads": 12, "joint_attention_dim": 2048,
+              "caption_projection_dim": 3072, "pos_embed_max_size": 9216},
+        latent_size=_auraflow_default_size,
+    ),
+    "lumina2": _Family(
+        "Lumina2Transformer2DModel",
+        tiny={"sample_size": 8, "patch_size": 2, "in_channels": 4, "hidden_size": 16,
+              "num_layers": 2, "num_refiner_layers": 1, "num_attention_heads": 2,
+              "num_kv_heads": 1, "multiple_of": 16, "axes_dim_rope": (4, 2, 2),
+              "axes_lens": (32, 32, 32), "cap_feat_dim": 12},
+        inputs=_lumina2_inputs,
+        # Alpha-VLLM/Lumina-Image-2.0, transformer/config.json (2.6 B; Flux's 16-channel VAE,
+        # Gemma-2-2B captions). Written from memory, without network access; the parameter
+        # count it builds matches the published size.
+        full={"sample_size": 128, "patch_size": 2, "in_channels": 16, "out_channels": None,
+              "hidden_size": 2304, "num_layers": 26, "num_refiner_layers": 2,
+              "num_attention_heads": 24, "num_kv_heads": 8, "multiple_of": 256,
+              "ffn_dim_multiplier": None, "norm_eps": 1e-5, "scaling_factor": 1.0,
+              "axes_dim_rope": (32, 32, 32), "axes_lens": (300, 512, 512),
+              "cap_feat_dim": 2304},
     ),
     "unet2d": _Family(
         "UNet2DModel",
@@ -345,19 +463,16 @@ def example_inputs(family: str, module: nn.Module, *, batch_size: int = 2,
     """Forward arguments for ``module`` (of ``family``) on the module's device.
 
     ``latent_size`` is the latent height = width (default: the config's ``sample_size``; for
-    Flux, 2 × the packed token side); tensors are seeded draws (empty tensors on ``meta``).
+    Flux, 2 × the packed token side; for AuraFlow, 2 × ``sample_size``, i.e. 1024 px); tensors
+    are seeded draws (empty tensors on ``meta``, except Lumina 2's prompt mask, kept on the
+    CPU).
     """
     spec = _family(family)
     param = next(module.parameters())
     size = latent_size if latent_size is not None else (
-        _flux_default_size(module) if family == "flux" else _latent(module, None))
+        spec.latent_size(module) if spec.latent_size else _latent(module, None))
     gen = torch.Generator().manual_seed(seed)
     return spec.inputs(module, batch_size, size, gen, param.device)
-
-
-def _flux_default_size(module: nn.Module) -> int:
-    # Flux has no sample_size: 128 latent pixels (1024 px images) at full size, 8 when tiny.
-    return 128 if _cfg(module, "num_single_layers", 0) >= 10 else 8
 
 
 def tiny_denoiser(family: str, seed: int = 0, *,

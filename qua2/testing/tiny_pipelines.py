@@ -5,8 +5,8 @@ Each pipeline has the real component classes — the family's denoiser from
 CLIP/T5/BERT text encoders built from transformers configs and tokenizers built from a
 few-dozen-word vocabulary written on the fly — but only thousands of parameters, so
 ``tiny_pipeline("sdxl").save_pretrained(d)`` followed by ``load_model("sdxl", d)`` exercises the
-exact loading path of a real checkpoint in about a second, and the pipeline's own ``__call__``
-runs too (64-px images). Nothing is downloaded.
+exact loading path of a real checkpoint in about a second (64-px images). Nothing is
+downloaded. Families qua2 has no name for: :mod:`qua2.testing.tiny_auto_pipelines`.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from torch import nn
 
 from qua2.errors import Qua2Error
 from qua2.models.base import config_of
-from qua2.models.families.common import DiffusersAdapter
-from qua2.models.families.loading import PIPELINES
-from qua2.models.families.text import TextToImageAdapter
 
-#: Families :func:`tiny_pipeline` can assemble.
-TINY_PIPELINE_FAMILIES = tuple(PIPELINES)
+#: Families :func:`tiny_pipeline` can assemble → the pipeline's denoiser component.
+_DENOISER_COMPONENT = {"pixart-alpha": "transformer", "pixart-sigma": "transformer",
+                       "dit": "transformer", "hunyuan-dit": "transformer", "sd15": "unet",
+                       "sdxl": "unet", "sd3": "transformer", "flux": "transformer"}
+TINY_PIPELINE_FAMILIES = tuple(_DENOISER_COMPONENT)
 #: Padded prompt length of the tiny CLIP tokenizers (77 in the real ones).
 CLIP_TOKENS = 16
 _LETTERS = string.ascii_lowercase
@@ -188,22 +188,25 @@ def tiny_pipeline(family: str, seed: int = 0) -> Any:
     """A seeded, float32, CPU diffusers pipeline of ``family`` with tiny random components."""
     import diffusers
 
-    if family not in PIPELINES:
+    from qua2.models.registry import get_family
+
+    if family not in _DENOISER_COMPONENT:
         raise Qua2Error(
             f"no tiny pipeline for family {family!r}; choose one of "
             f"{', '.join(TINY_PIPELINE_FAMILIES)}."
         )
-    spec = PIPELINES[family]
     denoiser = _pipeline_denoiser(family, seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # transformers/diffusers initialise from the global generator
         latent_channels = config_of(denoiser).in_channels // (4 if family == "flux" else 1)
         shift = 0.1159 if family in ("sd3", "flux") else None
         components: dict[str, Any] = {
-            spec.denoiser: denoiser, "vae": tiny_vae(latent_channels, shift_factor=shift),
+            _DENOISER_COMPONENT[family]: denoiser,
+            "vae": tiny_vae(latent_channels, shift_factor=shift),
             "scheduler": tiny_scheduler(family), **_text_components(family),
         }
-    return getattr(diffusers, spec.pipeline)(**_pipeline_extras(family), **components)
+    pipeline_class = getattr(diffusers, str(get_family(family).pipeline))
+    return pipeline_class(**_pipeline_extras(family), **components)
 
 
 def _pipeline_denoiser(family: str, seed: int) -> nn.Module:
@@ -232,46 +235,3 @@ def _pipeline_extras(family: str) -> dict[str, Any]:
         return {"safety_checker": None, "feature_extractor": None,
                 "requires_safety_checker": False}
     return {}
-
-
-#: Short prompt lengths for tiny adapters (the real 120–512 tokens only slow tests down).
-_TINY_TOKENS = {"pixart-alpha": 6, "pixart-sigma": 6, "sd3": 4, "flux": 6}
-
-
-def tiny_adapter(family: str, seed: int = 0, **options: Any) -> DiffusersAdapter:
-    """A denoiser-level adapter of ``family``: tiny denoiser + scheduler, no VAE or encoders.
-
-    ``generate`` then returns final latents (64-px geometry: 8 × 8 latents). Text families get a
-    seeded random negative embedding so classifier-free guidance works without a text encoder;
-    their conditions are :meth:`~TextToImageAdapter.random_embeddings`. ``options`` override.
-    """
-    from qua2.models.families import adapter_class
-    from qua2.testing.tiny_models import tiny_denoiser
-
-    if family not in PIPELINES:
-        raise Qua2Error(
-            f"no tiny adapter for family {family!r}; choose one of "
-            f"{', '.join(TINY_PIPELINE_FAMILIES)}."
-        )
-    denoiser, _ = tiny_denoiser(_TINY_DENOISER.get(family, family), seed=seed)
-    adapter_type = adapter_class(family)
-    defaults: dict[str, Any] = {"resolution": 64}
-    if family in _TINY_TOKENS:
-        defaults["max_sequence_length"] = _TINY_TOKENS[family]
-    defaults.update(options)
-    adapter = adapter_type.from_components(denoiser, tiny_scheduler(family), **defaults)
-    if (isinstance(adapter, TextToImageAdapter) and "negative" not in options
-            and not _has_null(adapter)):
-        negative = adapter.random_embeddings(1, seed=seed + 1000)[0]
-        adapter = adapter_type.from_components(denoiser, tiny_scheduler(family),
-                                               negative=negative, **defaults)
-    return adapter
-
-
-def _has_null(adapter: TextToImageAdapter) -> bool:
-    """Whether the adapter can build its unconditional branch as it is (SDXL: zeros)."""
-    try:
-        adapter.null_embedding()
-    except Qua2Error:
-        return False
-    return True

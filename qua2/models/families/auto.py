@@ -25,8 +25,8 @@ everything it needs from the pipeline object:
   encode them every time (correct, only slower).
 
 * **activation calibration** captures the denoiser's calls at the sampler steps a calibration
-  method draws (:meth:`PipelineAdapter.calibration_calls`), so static activation ranges need no
-  family code either.
+  method draws (:meth:`PipelineAdapter.calls_at_step`, used by
+  :mod:`qua2.activations.prepare`), so static activation ranges need no family code either.
 
 What it does not do: noise real images for ``real`` calibration (that needs the VAE encoder);
 video pipelines (frames) are refused with a sentence.
@@ -48,7 +48,6 @@ from torch import nn
 
 from qua2.errors import Qua2Error
 from qua2.models.base import CondBatch, DenoiserAdapter, ExampleInputs
-from qua2.models.families.common import pick_scheduler
 from qua2.models.families.loading import load_any_pipeline
 
 #: Prompt used to probe a text pipeline (tracing, finding the denoiser, checking determinism).
@@ -227,7 +226,7 @@ class PipelineAdapter(DenoiserAdapter):
         self.signature.check()
         self.conditioning = self.signature.conditioning  # type: ignore[assignment]
         if sampler is not None:  # otherwise the pipeline's own scheduler, as published
-            pipeline.scheduler = pick_scheduler(pipeline.scheduler, sampler, "DDIMScheduler")
+            pipeline.scheduler = scheduler_named(sampler, pipeline.scheduler)
         self.size = _resolution(resolution)
         self.max_sequence_length = max_sequence_length
         self.call_options = dict(call_options or {})
@@ -243,14 +242,19 @@ class PipelineAdapter(DenoiserAdapter):
 
     @classmethod
     def from_directory(cls, path: str | Path | None, *, dtype: torch.dtype | str | None = None,
-                       device: torch.device | str | None = None,
-                       **options: Any) -> PipelineAdapter:
-        """Load the diffusers pipeline saved under ``path`` (any class; local files only)."""
-        _check_options(options)
-        pipeline = load_any_pipeline(path, dtype=dtype)
+                       device: torch.device | str | None = None, family: str = "auto",
+                       expected: str | None = None, **options: Any) -> PipelineAdapter:
+        """Load the diffusers pipeline saved under ``path`` (local files only).
+
+        ``family``/``expected``: a named family (the registry passes them) and the pipeline
+        class its directory must hold; ``auto`` takes any pipeline class.
+        """
+        _check_options(options, family)
+        pipeline = load_any_pipeline(path, dtype=dtype, family=family, expected=expected)
         if device is not None:
             pipeline.to(device)
         adapter = cls(pipeline, name=options.pop("name", str(path)), **options)
+        adapter.family = family
         adapter.check_fixed_noise()
         return adapter
 
@@ -405,37 +409,10 @@ class PipelineAdapter(DenoiserAdapter):
         self.calls_at_step(condition, 0, steps, 0)  # the call sets the scheduler's timesteps
         return self.pipeline.scheduler.timesteps.detach().cpu().clone()
 
-    @torch.no_grad()
-    def calibration_calls(self, method: str, conditions: Sequence[Any], *, size: int,
-                          seed: int, steps: int) -> list[ExampleInputs]:
-        """Denoiser calls of ``size`` FP samples, each at the step ``method`` draws for it.
-
-        The steps are drawn as for family adapters (PTQ4DM's NDTC, 2406.11100's first step,
-        or uniform; :func:`qua2.activations.calibration_sets.draw_step_indices`), but the
-        inputs are captured from the pipeline's own calls, so they are exactly what the
-        denoiser sees — both guidance branches included. Each sample has its own seed drawn
-        from ``seed`` (apart from the study's image seeds).
-        """
-        from qua2.activations.calibration_sets import draw_step_indices
-
-        if method == "real":
-            raise Qua2Error("family auto calibrates on its own sampling trajectories; noising "
-                            "real images needs the VAE encoder, so choose ndtc, uniform or "
-                            "single_step as activations.calibration.")
-        gen = torch.Generator().manual_seed(int(seed))
-        picks = draw_step_indices(method, size, self.sampler_timesteps(steps),
-                                  self.num_train_timesteps, gen)
-        seeds = torch.randint(0, 2**31 - 1, (size,), generator=gen).tolist()
-        calls: list[ExampleInputs] = []
-        for i, (sample_seed, step) in enumerate(zip(seeds, picks.tolist())):
-            calls += self.calls_at_step(conditions[i % len(conditions)], sample_seed, steps,
-                                        step)
-        return calls
-
     # ------------------------------------------------------------------ not available
     def denoise(self, latents: torch.Tensor, t: torch.Tensor, cond: CondBatch) -> torch.Tensor:
         raise Qua2Error("family auto samples through the pipeline's own __call__ and does not "
-                        "replay single denoiser calls; calibrate through calibration_calls().")
+                        "replay single denoiser calls; capture them with calls_at_step().")
 
     @contextlib.contextmanager
     def counting_text_encoder_calls(self) -> Iterator[dict[str, int]]:
@@ -458,11 +435,11 @@ _OPTIONS = frozenset({"resolution", "guidance_scale", "sampler", "max_sequence_l
                       "denoiser", "call_options", "name"})
 
 
-def _check_options(options: dict[str, Any]) -> None:
+def _check_options(options: dict[str, Any], family: str) -> None:
     unknown = sorted(set(options) - _OPTIONS)
     if unknown:
-        raise Qua2Error(f"unknown option(s) {', '.join(unknown)} for family auto; valid options: "
-                        f"{', '.join(sorted(_OPTIONS | {'dtype', 'device'}))}.")
+        raise Qua2Error(f"unknown option(s) {', '.join(unknown)} for family {family}; valid "
+                        f"options: {', '.join(sorted(_OPTIONS | {'dtype', 'device'}))}.")
 
 
 def _resolution(resolution: int | Sequence[int] | None) -> tuple[int, int] | None:
@@ -472,6 +449,21 @@ def _resolution(resolution: int | Sequence[int] | None) -> tuple[int, int] | Non
         return resolution, resolution
     height, width = (int(v) for v in resolution)
     return height, width
+
+
+def scheduler_named(name: str, like: Any) -> Any:
+    """The diffusers scheduler class ``name``, built from the config of scheduler ``like``.
+
+    Stochastic samplers are fine: they draw their noise from each image's own generator, and
+    :meth:`PipelineAdapter.check_fixed_noise` refuses a pipeline where that does not hold.
+    """
+    import diffusers
+
+    scheduler_class = getattr(diffusers, name, None)
+    if scheduler_class is None or not hasattr(scheduler_class, "from_config"):
+        raise Qua2Error(f"unknown scheduler {name!r}; give a diffusers scheduler class name such "
+                        "as DDIMScheduler or FlowMatchEulerDiscreteScheduler.")
+    return scheduler_class.from_config(like.config)
 
 
 def _install_prompt_cache(pipeline: Any) -> PromptCache | None:

@@ -1,4 +1,4 @@
-"""Checking and loading a local diffusers pipeline directory for one model family.
+"""Checking and loading a local diffusers pipeline directory.
 
 A diffusers directory has ``model_index.json`` (``_class_name`` = the pipeline class, one entry
 per component) and one sub-folder per component (``transformer/`` or ``unet/``,
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,54 +18,34 @@ import torch
 
 from qua2.errors import Qua2Error
 
-
-@dataclass(frozen=True)
-class PipelineSpec:
-    """What a family's directory holds: its pipeline class and component names."""
-
-    pipeline: str
-    denoiser: str
-    text_components: tuple[str, ...] = ()
-
-
-_CLIP = ("text_encoder", "tokenizer")
-_CLIP2 = (*_CLIP, "text_encoder_2", "tokenizer_2")
-
-#: family → what its directory must contain.
-PIPELINES: dict[str, PipelineSpec] = {
-    "pixart-alpha": PipelineSpec("PixArtAlphaPipeline", "transformer", _CLIP),
-    "pixart-sigma": PipelineSpec("PixArtSigmaPipeline", "transformer", _CLIP),
-    "dit": PipelineSpec("DiTPipeline", "transformer"),
-    "hunyuan-dit": PipelineSpec("HunyuanDiTPipeline", "transformer", _CLIP2),
-    "sd15": PipelineSpec("StableDiffusionPipeline", "unet", _CLIP),
-    "sdxl": PipelineSpec("StableDiffusionXLPipeline", "unet", _CLIP2),
-    "sd3": PipelineSpec(
-        "StableDiffusion3Pipeline", "transformer", (*_CLIP2, "text_encoder_3", "tokenizer_3")
-    ),
-    "flux": PipelineSpec("FluxPipeline", "transformer", _CLIP2),
-}
-
 #: Components qua2 never uses; not loaded (the SD safety checker alone is a 1.2 GB CLIP).
 _UNUSED = ("safety_checker", "feature_extractor", "image_encoder")
 
 
-def family_of_pipeline(class_name: str) -> str | None:
-    """The qua2 family whose directories hold pipeline ``class_name``, if any."""
-    for family, spec in PIPELINES.items():
-        if spec.pipeline == class_name:
-            return family
-    return None
+def load_any_pipeline(path: str | Path | None, *, dtype: torch.dtype | str | None = None,
+                      family: str = "auto", expected: str | None = None) -> Any:
+    """Load the diffusers pipeline saved under ``path`` (local files only, no downloads).
 
-
-def read_model_index(path: str | Path | None, family: str) -> tuple[Path, dict[str, Any]]:
-    """Check that ``path`` is a diffusers directory of ``family``; return it and its index."""
+    The class comes from ``model_index.json`` (``expected``, when given, is the class a named
+    family needs); components qua2 never uses (safety checker …) are skipped; every listed
+    component must have its folder.
+    """
     root = _existing_directory(path, family)
     index_file = root / "model_index.json"
     if not index_file.is_file():
         raise Qua2Error(_no_index_message(root, family))
     index = _read_index(index_file)
-    _check_class(root, index, family)
-    return root, index
+    if expected is not None:
+        _check_class(root, index, family, expected)
+    pipeline_class = _pipeline_class(root, index)
+    skipped: dict[str, Any] = {name: None for name in _UNUSED if _listed(index, name)}
+    for name in index:
+        if _listed(index, name) and name not in skipped and not (root / name).is_dir():
+            raise Qua2Error(
+                f"{root} has no {name}/ folder although model_index.json lists one; copy the "
+                "missing folder or re-save the pipeline with save_pretrained()."
+            )
+    return _from_pretrained(pipeline_class, root, family, dtype, skipped)
 
 
 def _read_index(index_file: Path) -> dict[str, Any]:
@@ -81,71 +60,6 @@ def _read_index(index_file: Path) -> dict[str, Any]:
         raise Qua2Error(f"{index_file} is not a diffusers model index (a JSON object); restore "
                         "it or re-save the pipeline with save_pretrained().")
     return index
-
-
-def check_components(root: Path, index: dict[str, Any], family: str, text_encoders: bool) -> None:
-    """Every component the adapter needs is listed in ``index`` and has its folder."""
-    spec = PIPELINES[family]
-    needed = [spec.denoiser, "scheduler", "vae"]
-    if text_encoders:
-        needed += [name for name in spec.text_components if _listed(index, name)]
-    for name in needed:
-        if not _listed(index, name):
-            raise Qua2Error(
-                f"{root}/model_index.json lists no {name}, which the {family} family needs; "
-                "point to a complete pipeline directory."
-            )
-        if not (root / name).is_dir():
-            raise Qua2Error(
-                f"{root} has no {name}/ folder although model_index.json lists one; copy the "
-                f"missing folder or re-save the pipeline with save_pretrained()."
-            )
-
-
-def load_pipeline(
-    path: str | Path | None,
-    family: str,
-    *,
-    dtype: torch.dtype | str | None = None,
-    text_encoders: bool = True,
-) -> Any:
-    """Load the ``family`` pipeline from a local directory (no downloads).
-
-    ``text_encoders=False`` skips the text encoders and tokenizers (T5-XXL alone is ~19 GB in
-    float32): the adapter then takes precomputed :class:`PromptEmbedding` conditions only.
-    """
-    root, index = read_model_index(path, family)
-    check_components(root, index, family, text_encoders)
-    spec = PIPELINES[family]
-    skipped: dict[str, Any] = {name: None for name in _UNUSED if _listed(index, name)}
-    if not text_encoders:
-        skipped.update({name: None for name in spec.text_components if name in index})
-    import diffusers
-
-    return _from_pretrained(getattr(diffusers, spec.pipeline), root, family, dtype, skipped)
-
-
-def load_any_pipeline(path: str | Path | None, *, dtype: torch.dtype | str | None = None) -> Any:
-    """Load whatever diffusers pipeline is saved under ``path`` (``family: auto``; no downloads).
-
-    The class comes from ``model_index.json``; components qua2 never uses (safety checker …) are
-    skipped, every listed component must have its folder.
-    """
-    family = "auto"
-    root = _existing_directory(path, family)
-    index_file = root / "model_index.json"
-    if not index_file.is_file():
-        raise Qua2Error(_no_index_message(root, family))
-    index = _read_index(index_file)
-    pipeline_class = _pipeline_class(root, index)
-    skipped: dict[str, Any] = {name: None for name in _UNUSED if _listed(index, name)}
-    for name in index:
-        if _listed(index, name) and name not in skipped and not (root / name).is_dir():
-            raise Qua2Error(
-                f"{root} has no {name}/ folder although model_index.json lists one; copy the "
-                "missing folder or re-save the pipeline with save_pretrained()."
-            )
-    return _from_pretrained(pipeline_class, root, family, dtype, skipped)
 
 
 def _pipeline_class(root: Path, index: dict[str, Any]) -> Any:
@@ -214,8 +128,10 @@ def _no_index_message(root: Path, family: str) -> str:
     )
 
 
-def _check_class(root: Path, index: dict[str, Any], family: str) -> None:
-    expected = PIPELINES[family].pipeline
+def _check_class(root: Path, index: dict[str, Any], family: str, expected: str) -> None:
+    """The directory holds the pipeline class a named family stands for."""
+    from qua2.models.registry import family_of_pipeline
+
     found = index.get("_class_name")
     if found == expected:
         return
@@ -226,8 +142,8 @@ def _check_class(root: Path, index: dict[str, Any], family: str) -> None:
             f"{other!r} or point {family!r} to a {expected} directory."
         )
     raise Qua2Error(
-        f"{root} holds a {found}, but family {family!r} needs a {expected} directory; point to "
-        "the right directory or pick the matching family."
+        f"{root} holds a {found}, but family {family!r} needs a {expected} directory; load it "
+        "as family auto or point to the right directory."
     )
 
 
