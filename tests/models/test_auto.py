@@ -106,7 +106,7 @@ def test_traced_graph_holds_every_weight_layer_once(saved, family):
 
 
 # --------------------------------------------------------------------- families with no adapter
-IMAGE_FAMILIES = [f for f in AUTO_TINY_FAMILIES if f != "wan"]
+IMAGE_FAMILIES = [f for f in AUTO_TINY_FAMILIES if f != "wan"]  # Wan: video, tested below
 
 
 @pytest.fixture(scope="module")
@@ -148,10 +148,25 @@ def test_new_family_samples_deterministically_and_traces_every_layer_once(new_fa
     assert set(cache.layers) == set(layers) and cache.last_build.computed == len(layers)
 
 
-def test_video_pipeline_is_refused_with_one_sentence(tmp_path):
+def test_video_pipeline_gives_the_strip_of_its_frames(tmp_path):
     directory = save_tiny_auto_pipeline("wan", tmp_path / "wan")
-    with pytest.raises(Qua2Error, match="generates video"):
-        load_model("auto", directory)
+    adapter = load_model("auto", directory, resolution=32, frames=5)
+    assert isinstance(adapter, PipelineAdapter) and adapter.signature.video
+    conditions, seeds = ["a b c", "d e"], [0, 1]
+    videos = adapter.generate(conditions, seeds, steps=2)
+    assert videos.shape == (2, 3, 32, 5 * 32)  # five 32-px frames side by side
+    assert torch.equal(videos, adapter.generate(conditions, seeds, steps=2))
+    torch.testing.assert_close(adapter.generate(conditions[:1], seeds[:1], steps=2), videos[:1],
+                               rtol=0, atol=IMAGE_ATOL)
+    first, last = videos[0, :, :, :32], videos[0, :, :, -32:]
+    assert (first - last).abs().max() > 0  # frames differ: a video, not one image repeated
+    layers = trace_adapter(adapter).layers()
+    assert sorted(layers) == sorted(adapter.quantizable_layers())
+
+
+def test_frames_option_is_refused_for_image_pipelines(saved):
+    with pytest.raises(Qua2Error, match="generates images, not video"):
+        load_model("auto", saved("dit"), resolution=64, frames=4)
 
 
 # --------------------------------------------------------------------- activation calibration
@@ -245,18 +260,11 @@ def test_pipeline_without_generator_is_refused():
         PipelineAdapter(NoGenerator())
 
 
-def test_video_and_unconditioned_pipelines_are_refused():
-    class Video(_FakePipeline):
-        def __call__(self, prompt, num_frames=8, generator=None, num_inference_steps=2,
-                     output_type="pil"):
-            raise AssertionError("never called")
-
+def test_unconditioned_pipelines_are_refused():
     class Unconditioned(_FakePipeline):
         def __call__(self, generator=None, num_inference_steps=2, output_type="pil"):
             raise AssertionError("never called")
 
-    with pytest.raises(Qua2Error, match="video"):
-        CallSignature.of(Video()).check()
     with pytest.raises(Qua2Error, match="neither prompt nor class_labels"):
         CallSignature.of(Unconditioned()).check()
 

@@ -3,8 +3,9 @@
 Two tiny pipelines (real component classes, random weights, saved to disk): Sana (a DiT with a
 Gemma2 text encoder and a deep-compression autoencoder) and a latent-consistency model (an SD1.5
 UNet sampled by the LCM scheduler, which draws fresh noise between steps — from each image's
-own generator). The study file names only ``model.path``; the family, the conditioning check
-and the primary metric (PSNR against the FP images of the same seeds) follow from it.
+own generator). Slow: Wan, a text-to-video pipeline, its videos scored as strips of frames.
+The study file names only ``model.path``; the family, the conditioning check and the primary
+metric (PSNR against the FP images of the same seeds) follow from it.
 """
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ from qua2.cli import main
 from qua2.testing.tiny_auto_pipelines import save_tiny_auto_pipeline
 
 #: Budgets inside each tiny search space (tiny layers carry large per-channel overheads).
-BUDGETS = {"sana": 5.0, "lcm": 4.5}
+BUDGETS = {"sana": 5.0, "lcm": 4.5, "wan": 5.0}
+#: Loader options: 64-px images; Wan (text-to-video) 5 frames of 32 px, scored as strips.
+OPTIONS = {"sana": "{resolution: 64}", "lcm": "{resolution: 64}",
+           "wan": "{resolution: 32, frames: 5}"}
 
 
-@pytest.fixture(scope="module", params=sorted(BUDGETS))
+@pytest.fixture(scope="module", params=["sana", "lcm",
+                                        pytest.param("wan", marks=pytest.mark.slow)])
 def finished(request, tmp_path_factory):
     family = request.param
     root = tmp_path_factory.mktemp(f"auto-{family}")
@@ -32,7 +37,7 @@ def finished(request, tmp_path_factory):
     budget = BUDGETS[family]
     (root / "study.yaml").write_text(textwrap.dedent(f"""
         name: tiny-auto-{family}
-        model: {{path: {directory}, options: {{resolution: 64}}}}
+        model: {{path: {directory}, options: {OPTIONS[family]}}}
         conditions: {{kind: text, prompts_file: {root / "prompts.txt"}}}
         sampler: {{steps: 2, batch_size: 16}}
         images_per_config: 6

@@ -28,8 +28,10 @@ everything it needs from the pipeline object:
   method draws (:meth:`PipelineAdapter.calls_at_step`, used by
   :mod:`qua2.activations.prepare`), so static activation ranges need no family code either.
 
-What it does not do: noise real images for ``real`` calibration (that needs the VAE encoder);
-video pipelines (frames) are refused with a sentence.
+* **video** (pipelines that take ``num_frames``; ``frames`` option): a video is scored as the
+  strip of its frames side by side, so fidelity metrics cover every frame.
+
+What it does not do: noise real images for ``real`` calibration (that needs the VAE encoder).
 """
 
 from __future__ import annotations
@@ -92,10 +94,12 @@ class CallSignature:
             if needed not in self.parameters:
                 raise Qua2Error(f"{self.pipeline}.__call__ takes no {needed}, which qua2 needs to "
                                 f"{why}; this pipeline cannot be studied with family auto.")
-        if "num_frames" in self.parameters:
-            raise Qua2Error(f"{self.pipeline} generates video (it takes num_frames); family auto "
-                            "supports image pipelines only for now.")
         _ = self.conditioning
+
+    @property
+    def video(self) -> bool:
+        """Whether the pipeline generates video (it takes ``num_frames``)."""
+        return "num_frames" in self.parameters
 
 
 # ----------------------------------------------------------------------------- prompt cache
@@ -220,7 +224,8 @@ class PipelineAdapter(DenoiserAdapter):
     def __init__(self, pipeline: Any, *, resolution: int | Sequence[int] | None = None,
                  guidance_scale: float | None = None, sampler: str | None = None,
                  max_sequence_length: int | None = None, denoiser: str | None = None,
-                 call_options: dict[str, Any] | None = None, name: str | None = None) -> None:
+                 frames: int | None = None, call_options: dict[str, Any] | None = None,
+                 name: str | None = None) -> None:
         self.pipeline = pipeline
         self.signature = CallSignature.of(pipeline)
         self.signature.check()
@@ -229,6 +234,10 @@ class PipelineAdapter(DenoiserAdapter):
             pipeline.scheduler = scheduler_named(sampler, pipeline.scheduler)
         self.size = _resolution(resolution)
         self.max_sequence_length = max_sequence_length
+        if frames is not None and not self.signature.video:
+            raise Qua2Error(f"{self.signature.pipeline} generates images, not video; remove "
+                            "model.options.frames.")
+        self.frames = frames
         self.call_options = dict(call_options or {})
         if guidance_scale is not None:
             self.default_guidance = float(guidance_scale)
@@ -314,6 +323,8 @@ class PipelineAdapter(DenoiserAdapter):
             kwargs["height"], kwargs["width"] = self.size
         if "clean_caption" in params:  # caption cleaning needs bs4 and ftfy, which qua2 lacks
             kwargs["clean_caption"] = False
+        if self.frames is not None:
+            kwargs["num_frames"] = int(self.frames)
         if self.max_sequence_length is not None and "max_sequence_length" in params:
             kwargs["max_sequence_length"] = self.max_sequence_length
         return {**kwargs, **self.call_options}
@@ -432,7 +443,7 @@ class PipelineAdapter(DenoiserAdapter):
 
 # ----------------------------------------------------------------------------- helpers
 _OPTIONS = frozenset({"resolution", "guidance_scale", "sampler", "max_sequence_length",
-                      "denoiser", "call_options", "name"})
+                      "denoiser", "frames", "call_options", "name"})
 
 
 def _check_options(options: dict[str, Any], family: str) -> None:
@@ -479,12 +490,22 @@ def _install_prompt_cache(pipeline: Any) -> PromptCache | None:
 
 
 def _images_of(output: Any, pipeline: str) -> torch.Tensor:
-    """The images of a pipeline output as float32 ``[N, C, H, W]`` in [-1, 1] on the CPU."""
+    """The images of a pipeline output as float32 ``[N, C, H, W]`` in [-1, 1] on the CPU.
+
+    A video ``[N, F, C, H, W]`` becomes the strip of its frames side by side, ``[N, C, H, F·W]``,
+    so that every per-image metric scores all frames of a video (MSE and PSNR exactly over the
+    frames; SSIM's windows straddle the seams between frames, a few columns of each).
+    """
     images = getattr(output, "images", None)
+    if images is None:
+        images = getattr(output, "frames", None)
     if images is None and isinstance(output, (tuple, list)):
         images = output[0]
-    if isinstance(images, np.ndarray):  # some pipelines return NHWC arrays for "pt"
-        images = torch.from_numpy(images).permute(0, 3, 1, 2)
+    if isinstance(images, np.ndarray):  # some pipelines return channels-last arrays for "pt"
+        images = torch.from_numpy(images)
+        images = images.permute(0, 3, 1, 2) if images.dim() == 4 else images.permute(0, 1, 4, 2, 3)
+    if isinstance(images, torch.Tensor) and images.dim() == 5:
+        images = torch.cat(images.unbind(1), dim=-1)
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise Qua2Error(f"{pipeline} returned no image batch for output_type='pt' (got "
                         f"{type(images).__name__}); family auto needs a pipeline that returns "
