@@ -31,7 +31,8 @@ from qua2.testing.tiny_models import FULL_SIZE_FAMILIES, full_size_denoiser
 QUA2SEDIMO_NODES = {"dit": 369, "pixart": 568, "hunyuan": 844, "sd15": 432, "sdxl": 1316}
 NAMES = {"pixart": "PixArt-α 1024", "sdxl": "SDXL base", "flux": "Flux.1-dev",
          "dit": "DiT-XL/2 256", "sd15": "SD 1.5", "hunyuan": "Hunyuan-DiT v1.1",
-         "sd3": "SD3 medium"}
+         "sd3": "SD3 medium", "sana": "Sana 1600M 1024", "auraflow": "AuraFlow v0.3",
+         "lumina2": "Lumina-Image-2.0"}
 
 
 def bench(family: str, repeat: int) -> dict:

@@ -91,6 +91,7 @@ class Recorder(TorchFunctionMode):
         self.call_count: dict[str, int] = {}
         self.op_count: dict[tuple[str, str], int] = {}
         self.quiet = 0                                  # > 0 inside leaf and replayed calls
+        self.filled: WeakIdKeyDictionary = WeakIdKeyDictionary()  # tensor → its setitem node
         # Shape-only shortcuts for slow meta kernels (see ``metafast``) when tracing on meta.
         self.on_meta = any(p.is_meta for p in module.parameters())
         self._hooks: list[Any] = []
@@ -202,13 +203,28 @@ class Recorder(TorchFunctionMode):
                              merged.nodes, merged.params)
 
     def _record_setitem(self, args: tuple) -> None:
+        """``target[index] = value``: one elementwise node per filled tensor.
+
+        A tensor filled piece by piece (Lumina 2 writes its joint sequence in a loop over the
+        batch) stays one node whose inputs grow, so the graph does not depend on the batch size.
+        """
         target = args[0]
+        node = self.filled.get(target)
+        if node is not None and self.prov.get(target) == Provenance(frozenset({node})):
+            merged = self._merge(list(tensors_in(args[1:])))
+            raw = self.nodes[node]
+            raw.preds = sorted(set(raw.preds) | (merged.nodes - {node}))
+            owned = sorted(set(merged.params) - self.attributed)
+            self.attributed.update(owned)
+            raw.params.extend(owned)
+            return
         merged = self._merge(list(tensors_in(args)))
         if merged.dynamic:
             context = self._context()
             node = self.add_node(self._op_name(context, "elementwise"), "elementwise", context,
                                  "__setitem__", merged.nodes, merged.params)
             self.prov[target] = Provenance(frozenset({node}))
+            self.filled[target] = node
 
     def _record_mha(self, args: tuple, kwargs: dict, out: Any) -> None:
         """Decompose ``F.multi_head_attention_forward`` into projections, core and output.

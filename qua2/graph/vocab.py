@@ -78,6 +78,7 @@ _IGNORE_NAMES = _words("""
 size dim numel __get__ __len__ is_floating_point element_size __bool__ item tolist
 __format__ __hash__ data_ptr stride get_device is_contiguous __repr__ __contains__
 __index__ __int__ __float__ nelement ndimension is_complex __array__ numpy
+new_zeros new_ones new_full new_empty
 """)
 
 _FUNCTION_OPS: dict[str, tuple[str, ...]] = {

@@ -201,6 +201,39 @@ def _prompt_mask(batch: int, tokens: int, device: torch.device) -> torch.Tensor:
     return mask
 
 
+class _MetaMask(torch.Tensor):
+    """A meta prompt mask that still answers ``mask.sum(…).tolist()`` from its CPU values.
+
+    Lumina 2 reads each prompt's length with ``encoder_attention_mask.sum(dim=1).tolist()`` to
+    lay out its joint sequence, which a meta tensor cannot answer (it has no values), and then
+    feeds the same mask to attention next to meta queries, where a CPU mask is refused. So the
+    mask is a meta tensor carrying its values: sums keep them and ``tolist`` reads them; every
+    other op sees a plain meta tensor.
+    """
+
+    _known: torch.Tensor
+
+    @staticmethod
+    def __new__(cls, values: torch.Tensor) -> _MetaMask:
+        meta = torch.empty(values.shape, dtype=values.dtype, device="meta")
+        mask = torch.Tensor._make_subclass(cls, meta)
+        mask._known = values
+        return mask
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: tuple = (),
+                           kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        this = args[0] if args else None
+        if isinstance(this, _MetaMask):
+            if func in (torch.Tensor.sum, torch.sum):
+                return _MetaMask(func(this._known, *args[1:], **kwargs))
+            if func is torch.Tensor.tolist:
+                return this._known.tolist()
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*args, **kwargs)
+
+
 def _sana_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
                  d: torch.device) -> ExampleInputs:
     # SanaPipeline keeps 300 Gemma-2 tokens (the first + the last 299) with their padding mask,
@@ -237,14 +270,11 @@ def _lumina2_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
     # Lumina2Pipeline: 256 Gemma-2 tokens with their padding mask, and 1 - t / 1000 as the
     # timestep (Lumina's t = 0 is noise).
     tokens = 256 if s >= 64 else 7
-    # The model reads each prompt's length with ``mask.sum(1).tolist()`` to lay out the joint
-    # sequence, which a meta tensor cannot answer: on meta the mask stays on the CPU (it is
-    # data, not a weight), everything else is meta.
-    mask_device = torch.device("cpu") if d.type == "meta" else d
+    mask = _prompt_mask(b, tokens, torch.device("cpu"))
     kwargs = {
         "timestep": 1 - _timesteps(g, d, b, torch.float32) / 1000,
         "encoder_hidden_states": _randn(g, d, b, tokens, _cfg(m, "cap_feat_dim")),
-        "encoder_attention_mask": _prompt_mask(b, tokens, mask_device),
+        "encoder_attention_mask": _MetaMask(mask) if d.type == "meta" else mask.to(d),
     }
     return ExampleInputs((_randn(g, d, b, _cfg(m, "in_channels"), s, s),), kwargs)
 
