@@ -260,6 +260,15 @@ def test_pipeline_without_generator_is_refused():
         PipelineAdapter(NoGenerator())
 
 
+def test_pipeline_without_a_denoiser_is_refused():
+    class NoDenoiser(_FakePipeline):
+        def __call__(self, prompt, generator=None, num_inference_steps=2, output_type="pil"):
+            raise AssertionError("never called")
+
+    with pytest.raises(Qua2Error, match="has no diffusers denoiser model"):
+        PipelineAdapter(NoDenoiser())
+
+
 def test_unconditioned_pipelines_are_refused():
     class Unconditioned(_FakePipeline):
         def __call__(self, generator=None, num_inference_steps=2, output_type="pil"):
