@@ -119,7 +119,8 @@ class GNNSurrogate(Surrogate):
                  epochs: int = 100, batch_size: int = 64, learning_rate: float = 3e-3,
                  weight_decay: float = 1e-4, rank_loss: str = "spearman",
                  rank_weight: float = 1.0, hop_rank_weight: float = 1.0,
-                 reverse_edges: bool = False, n_threads: int = 1, device: str = "auto",
+                 reverse_edges: bool = False, validation_share: float = 0.0,
+                 patience: int = 10, n_threads: int = 1, device: str = "auto",
                  random_state: int | None = 0) -> None:
         self.encoder = encoder
         self.graph = graph
@@ -135,6 +136,8 @@ class GNNSurrogate(Surrogate):
         self.rank_weight = rank_weight
         self.hop_rank_weight = hop_rank_weight
         self.reverse_edges = reverse_edges
+        self.validation_share = validation_share
+        self.patience = patience
         self.n_threads = n_threads
         self.device = device
         self.random_state = random_state
@@ -165,25 +168,52 @@ class GNNSurrogate(Surrogate):
             torch.manual_seed(int(self.random_state or 0))
             rng = np.random.default_rng(self.random_state)
             self._build()
+            train, held = self._validation_split(len(x), rng)
             module = self.module_
             optimiser = torch.optim.AdamW(module.parameters(), lr=self.learning_rate,
                                           weight_decay=self.weight_decay)
-            steps = self.epochs * max(1, -(-len(x) // self.batch_size))
+            steps = self.epochs * max(1, -(-len(train) // self.batch_size))
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(1, steps))
             target = torch.as_tensor(y, dtype=torch.float32, device=self.device_)
-            module.train()
-            self.loss_curve_ = []
-            for _ in range(self.epochs):
+            self.loss_curve_: list[float] = []
+            self.validation_curve_: list[float] = []
+            stopper = _EarlyStopping(self.patience)
+            for epoch in range(self.epochs):
+                module.train()
                 total = 0.0
-                for batch in _minibatches(len(x), self.batch_size, rng):
+                for batch in _minibatches(len(train), self.batch_size, rng):
+                    rows = train[batch]
                     optimiser.zero_grad()
-                    loss = self._loss(x[batch], target[batch])
+                    loss = self._loss(x[rows], target[rows])
                     loss.backward()
                     optimiser.step()
                     schedule.step()
-                    total += loss.item() * len(batch)
-                self.loss_curve_.append(total / len(x))
+                    total += loss.item() * len(rows)
+                self.loss_curve_.append(total / len(train))
+                if len(held) and stopper.update(epoch, self._held_out_rho(x, y, held), module):
+                    break
+            self.epochs_run_: int | None = epoch + 1
+            stopper.restore(module)
             module.eval()
+
+    def _validation_split(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray,
+                                                                          np.ndarray]:
+        """Training rows and the rows held out for early stopping (none when off or too few:
+        fewer than 8 held-out rows give no usable rank correlation)."""
+        held = round(self.validation_share * n)
+        if self.validation_share <= 0 or held < 8 or n - held < 8:
+            return np.arange(n), np.zeros(0, dtype=np.int64)
+        order = rng.permutation(n)
+        return np.sort(order[held:]), np.sort(order[:held])
+
+    @torch.no_grad()
+    def _held_out_rho(self, x: np.ndarray, y: np.ndarray, held: np.ndarray) -> float:
+        from qua2.surrogates.ranking import spearman
+
+        self.module_.eval()
+        rho = spearman(self._predict_scaled(x[held]), y[held])
+        self.validation_curve_.append(rho)
+        return rho
 
     def _loss(self, choices: np.ndarray, y: torch.Tensor) -> torch.Tensor:
         pred, pooled = self.module_(*self._inputs(choices))
@@ -261,10 +291,14 @@ class GNNSurrogate(Surrogate):
         self.module_.eval()
 
     def _state(self) -> dict[str, Any]:
-        return {"loss_curve_": list(getattr(self, "loss_curve_", []))}
+        return {"loss_curve_": list(getattr(self, "loss_curve_", [])),
+                "validation_curve_": list(getattr(self, "validation_curve_", [])),
+                "epochs_run_": getattr(self, "epochs_run_", None)}
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self.loss_curve_ = state.get("loss_curve_", [])
+        self.validation_curve_ = state.get("validation_curve_", [])
+        self.epochs_run_ = state.get("epochs_run_")
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -281,6 +315,28 @@ def _minibatches(n: int, size: int, rng: np.random.Generator) -> list[np.ndarray
         batches[-2] = np.concatenate(batches[-2:])
         batches.pop()
     return batches
+
+
+class _EarlyStopping:
+    """Keep the weights of the epoch with the best held-out ρ; stop after ``patience`` epochs
+    without a better one (Prechelt, 1998, "Early Stopping — But When?")."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = max(1, int(patience))
+        self.best = -np.inf
+        self.best_epoch = -1
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def update(self, epoch: int, score: float, module: torch.nn.Module) -> bool:
+        """Record ``epoch``'s score; True when training should stop."""
+        if np.isfinite(score) and score > self.best:
+            self.best, self.best_epoch = score, epoch
+            self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        return epoch - self.best_epoch >= self.patience
+
+    def restore(self, module: torch.nn.Module) -> None:
+        if self.state is not None:
+            module.load_state_dict(self.state)
 
 
 class _Threads:
