@@ -25,7 +25,6 @@ from qua2.testing.tiny_auto_pipelines import (
     TINY_AUTO_RESOLUTION,
     save_tiny_auto_pipeline,
 )
-from qua2.testing.tiny_pipelines import tiny_pipeline
 
 #: See tests/models/test_pipelines.py: two different float32 computations of the same images
 #: (the pipeline's own loop vs the family adapter's, other batch shapes) agree to ~1.6e-5;
@@ -43,20 +42,6 @@ def conditions_for(adapter: PipelineAdapter, n: int = 3) -> list:
     pool = ["a red cat", "the blue sea", "green hills"] if adapter.conditioning == "text" \
         else [0, 2, 1]
     return [pool[i % len(pool)] for i in range(n)]
-
-
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    """family → directory of its saved tiny pipeline (built on first use)."""
-    cache: dict[str, Path] = {}
-
-    def get(family: str) -> Path:
-        if family not in cache:
-            cache[family] = tmp_path_factory.mktemp(family)
-            tiny_pipeline(family).save_pretrained(cache[family])
-        return cache[family]
-
-    return get
 
 
 def load_auto(directory: Path, family: str) -> PipelineAdapter:

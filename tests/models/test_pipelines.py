@@ -52,20 +52,6 @@ def _conditions(family: str) -> list:
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    """family → directory of its saved tiny pipeline (built on first use)."""
-    cache: dict[str, Path] = {}
-
-    def get(family: str) -> Path:
-        if family not in cache:
-            cache[family] = tmp_path_factory.mktemp(family)
-            tiny_pipeline(family).save_pretrained(cache[family])
-        return cache[family]
-
-    return get
-
-
-@pytest.fixture(scope="module")
 def loaded(saved):
     """family → (adapter loaded from its directory, images of 2 prompts × 2 seeds × 2 steps)."""
     cache: dict[str, tuple] = {}
