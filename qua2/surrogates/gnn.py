@@ -115,8 +115,8 @@ class GNNSurrogate(Surrogate):
     data_params = ("encoder", "graph")
 
     def __init__(self, encoder: ConfigEncoder | None = None, graph: OpGraph | None = None,
-                 conv: str = "gatv2", hidden: int = 64, layers: int = 4, heads: int = 1,
-                 epochs: int = 100, batch_size: int = 64, learning_rate: float = 3e-3,
+                 conv: str = "gin", hidden: int = 64, layers: int = 4, heads: int = 1,
+                 epochs: int = 60, batch_size: int = 64, learning_rate: float = 3e-3,
                  weight_decay: float = 1e-4, rank_loss: str = "spearman",
                  rank_weight: float = 1.0, hop_rank_weight: float = 1.0,
                  reverse_edges: bool = False, validation_share: float = 0.0,
