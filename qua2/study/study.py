@@ -50,6 +50,16 @@ def _load_saved_config(path: Path) -> StudyConfig:
                         f"the study YAML the directory was made from to {path}.") from None
 
 
+def _check_conditioning(adapter: DenoiserAdapter, kind: str) -> None:
+    """The model takes what the study's conditions give it (prompts or class labels)."""
+    if adapter.conditioning == kind:
+        return
+    wants, fix = (("prompts", "text and conditions.prompts_file") if adapter.conditioning == "text"
+                  else ("class labels", "class"))
+    raise Qua2Error(f"model {adapter.name} is conditioned on {wants}, but the study's "
+                    f"conditions.kind is {kind!r}; set conditions.kind: {fix}.")
+
+
 class Study:
     """A study directory: its config, its model and its fixed conditions and seeds."""
 
@@ -109,21 +119,19 @@ class Study:
     @cached_property
     def adapter(self) -> DenoiserAdapter:
         """The denoiser adapter, loaded once per process."""
-        from qua2.models.registry import load_model
+        from qua2.models.registry import get_family, load_model
         from qua2.study.validate import check_study_paths
 
         model = self.config.model
         check_study_paths(self.config)
-        adapter = load_model(model.family, model.path, **model.options)
+        options = dict(model.options)
+        if get_family(model.family).needs_path:
+            # A diffusers directory loads straight in the study's dtype: loading float32 and
+            # casting afterwards would need twice the memory of a large model.
+            options.setdefault("dtype", model.dtype)
+        adapter = load_model(model.family, model.path, **options)
         adapter.place(self.device, getattr(torch, model.dtype))
-        kind = self.config.conditions.kind
-        if adapter.conditioning != kind:
-            wants = "prompts" if adapter.conditioning == "text" else "class labels"
-            raise Qua2Error(f"model {adapter.name} is conditioned on {wants}, but the study's "
-                            f"conditions.kind is {kind!r}; set conditions.kind: "
-                            f"{adapter.conditioning}" + (" and conditions.prompts_file"
-                                                         if adapter.conditioning == "text"
-                                                         else "") + ".")
+        _check_conditioning(adapter, self.config.conditions.kind)
         return adapter
 
     @cached_property

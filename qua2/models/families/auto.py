@@ -22,12 +22,10 @@ everything it needs from the pipeline object:
   first configuration only and every later configuration reuses the same embeddings — exactly
   what the pipeline would have computed, without a per-family mapping of ``encode_prompt``'s
   outputs to ``prompt_embeds``-style arguments. Pipelines that encode prompts elsewhere simply
-  encode them every time (correct, only slower).
-
+  encode them every time (correct, only slower);
 * **activation calibration** captures the denoiser's calls at the sampler steps a calibration
   method draws (:meth:`PipelineAdapter.calls_at_step`, used by
-  :mod:`qua2.activations.prepare`), so static activation ranges need no family code either.
-
+  :mod:`qua2.activations.prepare`), so static activation ranges need no family code either;
 * **video** (pipelines that take ``num_frames``; ``frames`` option): a video is scored as the
   strip of its frames side by side, so fidelity metrics cover every frame.
 
@@ -39,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -424,21 +422,6 @@ class PipelineAdapter(DenoiserAdapter):
     def denoise(self, latents: torch.Tensor, t: torch.Tensor, cond: CondBatch) -> torch.Tensor:
         raise Qua2Error("family auto samples through the pipeline's own __call__ and does not "
                         "replay single denoiser calls; capture them with calls_at_step().")
-
-    @contextlib.contextmanager
-    def counting_text_encoder_calls(self) -> Iterator[dict[str, int]]:
-        """Count forward calls of every text encoder inside the block (tests, diagnostics)."""
-        counts: dict[str, int] = {}
-        handles = []
-        for name, component in self.pipeline.components.items():
-            if name.startswith("text_encoder") and isinstance(component, nn.Module):
-                counts[name] = 0
-                handles.append(component.register_forward_pre_hook(_counter(counts, name)))
-        try:
-            yield counts
-        finally:
-            for handle in handles:
-                handle.remove()
 
 
 # ----------------------------------------------------------------------------- helpers
