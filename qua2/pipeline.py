@@ -17,6 +17,7 @@ from qua2.errors import Qua2Error
 from qua2.explain.stage import stage_explain
 from qua2.export import stage_export
 from qua2.report import stage_report
+from qua2.search.design import stage_sample
 from qua2.search.stage import stage_search
 from qua2.search.verification import stage_verify
 from qua2.study.stages import (
@@ -26,7 +27,6 @@ from qua2.study.stages import (
     stage_graph,
     stage_model,
     stage_reference,
-    stage_sample,
     stage_sweep,
 )
 from qua2.study.study import Study

@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     options = FitOptions(
         surrogates=kinds, target=args.target, folds=args.folds, seed=args.seed,
         curve_sizes=DEFAULT_CURVE if args.curve is None else tuple(args.curve),
-        curve_gnn=args.curve_gnn, train_extra=() if args.no_anchors else ("uniform",),
+        curve_gnn=args.curve_gnn,
+        train_extra=("design",) if args.no_anchors else ("uniform", "design"),
         threads=args.threads, gnn_epochs=args.epochs, params={"gnn": gnn}, force=args.force)
     study = Study.open(args.study_dir)
     report = fit_study(study, options)

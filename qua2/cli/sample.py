@@ -6,7 +6,8 @@ import argparse
 
 from qua2.cli.args import positive_int
 from qua2.cli.run import add_worker_options, worker_options
-from qua2.study.stages import RunOptions, stage_sample
+from qua2.search.design import stage_sample
+from qua2.study.stages import RunOptions
 from qua2.study.store import Store
 from qua2.study.study import Study
 
@@ -23,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     study = Study.open(args.study_dir)
     with Store(study.path("study.sqlite")) as store:
-        have = store.count(kind="random")
+        have = store.count(kind="random") + store.count(kind="design")
     options = RunOptions(**worker_options(args), num_configs=have + args.n)
     stage_sample(study, options)
     return 0

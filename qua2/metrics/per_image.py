@@ -47,6 +47,38 @@ class ImageScores:
                    dict(first.frechet),
                    {k: np.concatenate([p.per_image[k] for p in parts]) for k in first.per_image})
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The per-image arrays as one flat mapping (``features/KEY``, ``per_image/KEY``): what
+        a study stores for a configuration evaluated on part of its images (racing)."""
+        return {**{f"features/{k}": v for k, v in self.features.items()},
+                **{f"per_image/{k}": v for k, v in self.per_image.items()}}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray],
+                    frechet: dict[str, FrechetScorer]) -> ImageScores:
+        """The inverse of :meth:`to_arrays`; ``frechet`` are the scorers of the study's suite
+        (they hold the real data's statistics, which are never stored per configuration)."""
+        features = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("features/")}
+        per_image = {k.split("/", 1)[1]: v for k, v in arrays.items()
+                     if k.startswith("per_image/")}
+        counts = {len(v) for v in (*features.values(), *per_image.values())}
+        if len(counts) != 1 or set(features) - set(frechet):
+            raise ValueError("per-image arrays of different lengths or unknown Fréchet metrics")
+        return cls(counts.pop(), features, {k: frechet[k] for k in features}, per_image)
+
+    def metric(self, name: str, index: np.ndarray | None = None) -> float:
+        """One metric of :meth:`aggregate` alone (what a racing test resamples hundreds of
+        times: the other metrics' work is skipped)."""
+        pick = slice(None) if index is None else np.asarray(index)
+        if name in self.features:
+            return self.frechet[name].distance(GaussianStats.from_features(
+                self.features[name][pick]))
+        if name == "psnr":
+            return _psnr(float(self.per_image["mse"][pick].mean()))
+        if name not in self.per_image:
+            raise KeyError(f"{name!r} is not scored per image")
+        return float(self.per_image[name][pick].mean())
+
     def aggregate(self, index: np.ndarray | None = None) -> dict[str, float]:
         """Every metric of the images ``index`` picks (with repeats), or of all images."""
         pick: slice | np.ndarray = slice(None)

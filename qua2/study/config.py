@@ -126,6 +126,38 @@ class ConfigSamplerSection:
 
 
 @dataclass(frozen=True)
+class ImagesSection:
+    """How many of the ``images_per_config`` images each configuration gets.
+
+    ``racing: false`` (the default): all of them. ``racing: true`` (:mod:`qua2.study.racing`):
+    random, sequential and sweep configurations start on the first ``min`` images and double
+    up to ``images_per_config`` only while no configuration with at most their average bits
+    beats them with confidence 1 − ``error_rate`` (paired, on the same images).
+    """
+
+    racing: bool = False
+    min: int = 64
+    error_rate: float = 0.05
+
+
+@dataclass(frozen=True)
+class DesignSection:
+    """Which configurations the sample stage evaluates (:mod:`qua2.search.design`).
+
+    ``random``: ``config_sampler.num_configs`` random draws. ``sequential``: ``initial`` random
+    draws, then rounds of ``batch`` until ``num_configs``: a ``random_share`` of each round are
+    random draws, the rest proposed by the search under an optimistic bootstrap ensemble of the
+    tree surrogate (mean + ``optimism`` × spread) at every search budget.
+    """
+
+    kind: Literal["random", "sequential"] = "random"
+    initial: int = 100
+    batch: int = 25
+    random_share: float = 0.25
+    optimism: float = 1.0
+
+
+@dataclass(frozen=True)
 class MetricsSection:
     """Which metrics to compute and which one is the primary objective."""
 
@@ -218,6 +250,8 @@ class StudyConfig:
     seeds: SeedsSection = field(default_factory=SeedsSection)
     search_space: SearchSpaceSection = field(default_factory=SearchSpaceSection)
     config_sampler: ConfigSamplerSection = field(default_factory=ConfigSamplerSection)
+    design: DesignSection = field(default_factory=DesignSection)
+    images: ImagesSection = field(default_factory=ImagesSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     pipeline: PipelineSection = field(default_factory=PipelineSection)
     # Activation quantization on top of every weight config (qua2.activations.ActivationSetting

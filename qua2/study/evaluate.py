@@ -14,6 +14,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from qua2.errors import Qua2Error
@@ -37,13 +38,20 @@ class Evaluation:
     avg_bits: float | None = None
     error: str | None = None
     images: torch.Tensor | None = None
+    # Per-image arrays of every image the row now has (racing studies: qua2.study.racing).
+    ingredients: dict[str, np.ndarray] | None = None
 
     def store_in(self, store: Store, config_id: str) -> None:
-        """Record this outcome as the row's result: failed with its reason, or done."""
+        """Record this outcome as the row's result: failed with its reason, or done (its
+        per-image arrays first, so a done row of a racing study always has them)."""
         if self.error:
             store.fail(config_id, self.error, self.timings)
-        else:
-            store.finish(config_id, self.metrics, self.timings, self.avg_bits)
+            return
+        if self.ingredients is not None:
+            from qua2.study.racing import save_ingredients
+
+            save_ingredients(store.path.parent, config_id, self.ingredients)
+        store.finish(config_id, self.metrics, self.timings, self.avg_bits)
 
 
 def objective(study: Study, metrics: dict[str, float], avg_bits: float | None) -> float:
@@ -64,17 +72,25 @@ class Evaluator:
         self.reference = reference or get_reference(study, "sampling")
         self.scorer = scorer or build_scorer(study)
 
-    def evaluate(self, config: QuantConfig, keep_images: bool = False) -> Evaluation:
+    def evaluate(self, config: QuantConfig, keep_images: bool = False, count: int | None = None,
+                 previous: dict[str, np.ndarray] | None = None) -> Evaluation:
+        """Score ``config`` on the first ``count`` sampling images (default: all of them);
+        ``previous`` are the per-image arrays of its first images from an earlier evaluation
+        (racing), so only the images after them are generated."""
+        from qua2.metrics.per_image import ImageScores
         from qua2.quant.apply import average_bits
 
         result = Evaluation()
         clock = time.perf_counter
+        have = 0 if previous is None else len(next(iter(previous.values())))
+        part = self.reference.slice(have, count or len(self.reference.seeds))
         try:
             result.avg_bits = average_bits(config, self.cache)
             started = clock()
             with self.study.quantized(config, self.cache):
                 applied = clock()
-                images = self.study.generate(self.reference.seeds, noise=self.reference.noise)
+                images = self.study.generate(part.seeds, noise=part.noise,
+                                             conditions=part.conditions)
                 generated = clock()
             restored = clock()
             result.timings = {"apply": applied - started, "generate": generated - applied,
@@ -82,9 +98,15 @@ class Evaluator:
             if not torch.isfinite(images).all():
                 result.error = "generated images contain NaN or Inf"
                 return result
-            result.metrics = self.scorer.score(images, self.reference)
+            scores = self.scorer.image_scores(images, part)
+            if previous is not None:
+                scores = ImageScores.concat([ImageScores.from_arrays(previous, scores.frechet),
+                                             scores])
+            result.metrics = scores.aggregate()
             result.metrics["objective"] = objective(self.study, result.metrics, result.avg_bits)
             result.timings["score"] = clock() - restored
+            if self.study.config.images.racing:
+                result.ingredients = scores.to_arrays()
             if keep_images:
                 result.images = images
         except Qua2Error:

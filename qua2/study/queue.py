@@ -21,10 +21,12 @@ def queue(study: Study, kind: str, configs: Iterable[QuantConfig],
           tags: Iterable[dict[str, Any]] | None = None) -> int:
     """Queue ``configs`` under ``kind``; returns how many were new."""
     from qua2.quant.apply import average_bits
+    from qua2.study.racing import start_tags
 
     cache = open_option_cache(study)
     configs = list(configs)
-    tags = list(tags) if tags is not None else [{} for _ in configs]
+    first = start_tags(study, kind)
+    tags = [{**first, **t} for t in tags] if tags is not None else [dict(first) for _ in configs]
     entries = [(c.digest(), kind, c.to_dict(), average_bits(c, cache), t)
                for c, t in zip(configs, tags)]
     with Store(study.path("study.sqlite"), environment=environment(study)) as store:

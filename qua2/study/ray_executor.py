@@ -108,11 +108,14 @@ class EvaluationWorker:
             self._evaluator = Evaluator(self.study, open_option_cache(self.study))
         return self._evaluator
 
-    def evaluate(self, config: dict[str, Any]) -> Evaluation:
-        """One stored configuration, exactly as :func:`qua2.study.workers.evaluate_loop` does."""
+    def evaluate(self, config: dict[str, Any], count: int | None = None,
+                 previous: dict[str, Any] | None = None) -> Evaluation:
+        """One stored configuration, exactly as :func:`qua2.study.workers.evaluate_loop` does
+        (``count`` images; ``previous``: the per-image arrays of a racing row's first ones)."""
         from qua2.specs import QuantConfig
 
-        return self.evaluator().evaluate(QuantConfig.from_dict(config))
+        return self.evaluator().evaluate(QuantConfig.from_dict(config), count=count,
+                                         previous=previous)
 
     def image_scores(self, config: dict[str, Any] | None, seeds: str, start: int, stop: int
                      ) -> ImageScores:
@@ -333,8 +336,15 @@ def evaluate_with_ray(study: Study, kinds: Sequence[str] | None, executor: Execu
     recorded = 0
 
     def take() -> Task | None:
+        from qua2.study.racing import previous_ingredients, target_images
+
         row = store.claim(kinds)
-        return None if row is None else Task(row.id, "evaluate", (row.config,))
+        if row is None:
+            return None
+        # The driver reads a racing row's earlier per-image arrays and sends them along, so
+        # actors need no access to image_scores/ (and the driver alone writes it).
+        return Task(row.id, "evaluate", (row.config, target_images(study, row),
+                                         previous_ingredients(study, row)))
 
     def done(task: Task, result: Evaluation) -> None:
         nonlocal recorded

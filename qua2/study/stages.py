@@ -171,7 +171,7 @@ def stage_anchors(study: Study, options: RunOptions) -> None:
 
     executor = ready_executor(study, options)
     queue_anchors(study)
-    _evaluate(study, executor, ["uniform"], "anchors")
+    evaluate_rows(study, executor, ["uniform"], "anchors")
 
 
 def stage_sample(study: Study, options: RunOptions) -> None:
@@ -184,7 +184,7 @@ def stage_sample(study: Study, options: RunOptions) -> None:
         have = store.count(kind="random")
     if have < target:
         queue_random(study, target - have)
-    _evaluate(study, executor, ["random"], "random configs")
+    evaluate_rows(study, executor, ["random"], "random configs")
 
 
 def stage_sweep(study: Study, options: RunOptions) -> None:
@@ -196,7 +196,7 @@ def stage_sweep(study: Study, options: RunOptions) -> None:
         return
     executor = ready_executor(study, options)
     queue_sweep(study)
-    _evaluate(study, executor, ["sweep"], "sweep")
+    evaluate_rows(study, executor, ["sweep"], "sweep")
 
 
 def ready_executor(study: Study, options: RunOptions) -> ExecutorSection:
@@ -209,7 +209,8 @@ def ready_executor(study: Study, options: RunOptions) -> ExecutorSection:
     return executor
 
 
-def _evaluate(study: Study, executor: ExecutorSection, kinds: list[str], desc: str) -> None:
-    from qua2.study.workers import evaluate_pending
+def evaluate_rows(study: Study, executor: ExecutorSection, kinds: list[str], desc: str) -> None:
+    """Evaluate the pending rows of ``kinds`` (racing them when ``images.racing`` is on)."""
+    from qua2.study.racing import evaluate_racing
 
-    evaluate_pending(study, kinds, executor, desc=desc)
+    evaluate_racing(study, kinds, executor, desc)

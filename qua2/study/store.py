@@ -239,6 +239,18 @@ class Store:
                 (reason, json.dumps(timings or {}), time.time(), config_id),
             )
 
+    def retag(self, config_id: str, tags: dict[str, Any]) -> None:
+        """Replace a row's tags (e.g. a racing verdict), nothing else."""
+        with self._transaction():
+            self._db.execute("UPDATE configs SET tags=? WHERE id=?", (json.dumps(tags), config_id))
+
+    def requeue(self, config_id: str, tags: dict[str, Any]) -> None:
+        """Put a done row back to ``pending`` with new tags (racing: continue on more images);
+        its metrics stay until the next evaluation replaces them."""
+        with self._transaction():
+            self._db.execute("UPDATE configs SET status='pending', tags=?, worker=NULL, "
+                             "claimed_at=NULL WHERE id=?", (json.dumps(tags), config_id))
+
     # ------------------------------------------------------------------ reading
     def get(self, config_id: str) -> Row:
         row = self._db.execute("SELECT * FROM configs WHERE id=?", (config_id,)).fetchone()

@@ -33,6 +33,32 @@ def validate_study_config(config: StudyConfig) -> None:
     _check_seeds(config)
     _check_runtime(config)
     _check_surrogates(config)
+    _check_design(config)
+
+
+def _check_design(config: StudyConfig) -> None:
+    """``design`` and ``images``: counts that fit the study, shares and rates in range."""
+    images, design = config.images, config.design
+    if images.racing and not 2 <= images.min <= config.images_per_config:
+        raise Qua2Error(f"'images.min' must be between 2 and images_per_config "
+                        f"({config.images_per_config}), got {images.min}.")
+    if not 0.0 < images.error_rate < 0.5:
+        raise Qua2Error(f"'images.error_rate' must be between 0 and 0.5 (the chance of stopping "
+                        f"a configuration that is not beaten), got {images.error_rate}.")
+    if design.kind != "sequential":
+        return
+    total = config.config_sampler.num_configs
+    if not 2 <= design.initial <= total:
+        raise Qua2Error(f"'design.initial' must be between 2 and config_sampler.num_configs "
+                        f"({total}), got {design.initial}.")
+    if design.batch < 1:
+        raise Qua2Error(f"'design.batch' must be at least 1, got {design.batch}.")
+    if not 0.0 < design.random_share <= 1.0:
+        raise Qua2Error(f"'design.random_share' must be in (0, 1] (random rows keep the "
+                        f"explanations and held-out ρ unbiased), got {design.random_share}.")
+    if not (math.isfinite(design.optimism) and design.optimism >= 0):
+        raise Qua2Error(f"'design.optimism' must be a finite number ≥ 0, got "
+                        f"{design.optimism}.")
 
 
 def _check_surrogates(config: StudyConfig) -> None:

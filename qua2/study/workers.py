@@ -38,6 +38,7 @@ def evaluate_loop(study: Study, kinds: Sequence[str] | None = None,
     """Claim and evaluate pending rows until none is left; return how many this process did."""
     from qua2.study.evaluate import Evaluator
     from qua2.study.option_cache import open_option_cache
+    from qua2.study.racing import previous_ingredients, target_images
 
     store = Store(study.path("study.sqlite"))
     evaluator: Evaluator | None = None
@@ -45,7 +46,9 @@ def evaluate_loop(study: Study, kinds: Sequence[str] | None = None,
     while (row := store.claim(kinds)) is not None:
         try:
             evaluator = evaluator or Evaluator(study, open_option_cache(study))
-            result = evaluator.evaluate(QuantConfig.from_dict(row.config))
+            result = evaluator.evaluate(QuantConfig.from_dict(row.config),
+                                        count=target_images(study, row),
+                                        previous=previous_ingredients(study, row))
         except BaseException:  # Ctrl-C or bad input: the row is not this config's fault
             store.release(row.id)
             store.close()

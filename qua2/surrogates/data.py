@@ -126,6 +126,7 @@ def study_layers(study: Study, rows: list[Row]) -> list[str]:
 def load_study_data(study: Study, *, encoding: str = "option", use_error: bool = True,
                     stats: OptionStats | None = None) -> StudyData:
     """Read the study's ``done`` rows into a :class:`StudyData`."""
+    from qua2.study.racing import full_scale_metrics
     from qua2.study.store import Store
 
     with Store(study.path("study.sqlite")) as store:
@@ -139,7 +140,9 @@ def load_study_data(study: Study, *, encoding: str = "option", use_error: bool =
         stats = study_option_stats(study, layers, options)
     encoder = ConfigEncoder(layers, options, stats, encoding=encoding, use_error=use_error)
     choices = encoder.choices([r.config for r in rows])
-    metrics = pd.DataFrame.from_records([r.metrics for r in rows]).astype(float)
+    # Rows a racing study stopped early are put on the all-images scale (qua2.study.racing).
+    metrics = pd.DataFrame.from_records(
+        full_scale_metrics(rows, study.config.images_per_config)).astype(float)
     avg_bits = np.array([np.nan if r.avg_bits is None else r.avg_bits for r in rows])
     section = study.config.metrics
     return StudyData(encoder, choices, np.array([r.kind for r in rows]), [r.id for r in rows],

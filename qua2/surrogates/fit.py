@@ -50,7 +50,9 @@ class FitOptions:
     seed: int = 0
     curve_sizes: tuple[int, ...] = DEFAULT_CURVE  # () for no learning curve
     curve_gnn: bool = False             # GNN learning curves cost ~len(sizes) × the CV
-    train_extra: tuple[str, ...] = ("uniform",)
+    # Rows added to every training side but never held out: uniform anchors (extremes, not
+    # samples) and sequential-design rows (chosen by a surrogate, so they would flatter ρ).
+    train_extra: tuple[str, ...] = ("uniform", "design")
     threads: int = 1
     gnn_epochs: int | None = None
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind → hyper-params

@@ -1,0 +1,147 @@
+"""Benchmark: does a cheaper design (sequential + racing) find as good a configuration?
+
+Compares finished studies of the same model — a reference (``design: random``, every
+configuration on every image, with the one-layer sweep) and one or more cheaper designs — on
+what a researcher pays and what she gets (issue 18):
+
+- **images generated** by the study's evaluations (anchors, random, sequential and sweep
+  rows: the sum of each row's ``n_images``; selection and verification images are the same
+  for every design and left out), and their share of the reference's;
+- the surrogates' **held-out ρ** (``surrogates/cv_report.json``) and the **SHAP-vs-sweep**
+  Spearman ρ of each design's XGBoost layer importance against the *reference's* sweep;
+- the **verified pick** at ``--budget`` (the one selection chose) on the held-out
+  verification seeds, and the **paired difference** design pick − reference pick: both are
+  generated from the same held-out seeds and scored on the same bootstrap resamples (Efron &
+  Tibshirani 1993; :func:`qua2.stats.paired_interval`, bias-shifted for Fréchet distances).
+
+    python benchmarks/bench_design.py runs/digits-dit runs/digits-dit-design/replicate-{1,2,3}
+
+Results are recorded in docs/BENCHMARKS.md ("Sequential design and racing").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DESIGN_KINDS = ("uniform", "random", "design", "sweep")
+
+
+def images_generated(study: Any) -> int:
+    from qua2.study.store import Store
+
+    with Store(study.path("study.sqlite")) as store:
+        rows = [r for r in store.rows(status="done") if r.kind in DESIGN_KINDS]
+    return int(sum(r.metrics.get("n_images", study.config.images_per_config) for r in rows))
+
+
+def held_out_rho(study: Any) -> dict[str, float]:
+    report = json.loads(study.path("surrogates", "cv_report.json").read_text())
+    return {kind: entry["summary"]["spearman_mean"]
+            for kind, entry in report["surrogates"].items()}
+
+
+def shap_vs_sweep(study: Any, sweep: Any) -> float | None:
+    import pandas as pd
+
+    from qua2.explain.sensitivity import importance_vs_sweep
+
+    path = study.path("explain", "xgb", "layer_importance.csv")
+    if not path.exists():
+        return None
+    importance = pd.read_csv(path).set_index("layer")["mean_abs_shap"]
+    return importance_vs_sweep(importance, sweep)["spearman"]
+
+
+def reference_sweep(study: Any) -> Any:
+    from qua2.explain.sensitivity import fp_metric, sweep_sensitivity
+    from qua2.surrogates.data import load_study_data
+
+    data = load_study_data(study)
+    return sweep_sensitivity(data, fp_value=fp_metric(study, data.primary))
+
+
+def chosen_pick(study: Any, budget: float) -> dict[str, Any]:
+    """The configuration selection chose at ``budget`` and its row of the verification table."""
+    import pandas as pd
+
+    from qua2.search.stage import load_candidates
+
+    selection = json.loads(study.path("search", "selection.json").read_text())
+    chosen = next(s for s in selection if abs(s["budget"] - budget) < 1e-9)
+    config = next(c.config for c in load_candidates(study) if c.config.digest() == chosen["id"])
+    table = pd.read_csv(study.path("verification", "table.csv"))
+    row = table[table["id"] == chosen["id"]].iloc[0]
+    return {"id": chosen["id"], "config": config, "avg_bits": float(row["avg_bits"]),
+            "verified": float(row[study.config.metrics.primary_metric]),
+            "lo": float(row[f"{study.config.metrics.primary_metric}_lo"]),
+            "hi": float(row[f"{study.config.metrics.primary_metric}_hi"])}
+
+
+def paired_vs_reference(reference_study: Any, picks: dict[str, Any], rounds: int
+                        ) -> dict[str, tuple[float, float, float]]:
+    """Each pick's primary metric minus the reference pick's, with a paired interval, on the
+    reference study's held-out verification seeds."""
+    from qua2.stats import bootstrap_indices, paired_interval
+    from qua2.study.evaluate import candidate_image_scores
+    from qua2.study.option_cache import open_option_cache
+    from qua2.study.reference import get_reference
+    from qua2.study.scoring import build_scorer
+
+    study = reference_study
+    metric = study.config.metrics.primary_metric
+    cache, scorer = open_option_cache(study), build_scorer(study)
+    held_out = get_reference(study, "verification")
+    scores = {name: candidate_image_scores(study, pick["config"].to_dict(), cache, scorer,
+                                           held_out) for name, pick in picks.items()}
+    index = bootstrap_indices(len(held_out.seeds), rounds, seed=0)
+    draws = {name: np.array([s.metric(metric, i) for i in index]) for name, s in scores.items()}
+    base = scores["reference"].metric(metric)
+    return {name: paired_interval(draws[name], draws["reference"], s.metric(metric) - base,
+                                  shift_bias=True)
+            for name, s in scores.items() if name != "reference"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("reference", type=Path)
+    parser.add_argument("designs", type=Path, nargs="+")
+    parser.add_argument("--budget", type=float, default=3.5)
+    parser.add_argument("--rounds", type=int, default=1000)
+    args = parser.parse_args()
+
+    import torch
+
+    from qua2.study.study import Study
+
+    torch.set_num_threads(1)
+    reference = Study.open(args.reference)
+    studies = {"reference": reference, **{str(d): Study.open(d) for d in args.designs}}
+    sweep = reference_sweep(reference)
+    reference_images = images_generated(reference)
+    picks = {name: chosen_pick(study, args.budget) for name, study in studies.items()}
+    paired = paired_vs_reference(reference, picks, args.rounds)
+    metric = reference.config.metrics.primary_metric
+    print(f"| study | images | share | ρ xgb | ρ gnn | SHAP vs sweep ρ | pick bits | "
+          f"verified {metric} [95%] | Δ vs reference pick [95%] |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, study in studies.items():
+        images = images_generated(study)
+        rho = held_out_rho(study)
+        agreement = shap_vs_sweep(study, sweep)
+        pick = picks[name]
+        delta = paired.get(name)
+        print(f"| {name} | {images:,} | {images / reference_images:.0%} | "
+              f"{rho.get('xgb', float('nan')):.3f} | {rho.get('gnn', float('nan')):.3f} | "
+              f"{'—' if agreement is None else f'{agreement:.2f}'} | {pick['avg_bits']:.3f} | "
+              f"{pick['verified']:.1f} [{pick['lo']:.1f}, {pick['hi']:.1f}] | "
+              + ("—" if delta is None else f"{delta[0]:+.1f} [{delta[1]:+.1f}, {delta[2]:+.1f}]")
+              + " |")
+
+
+if __name__ == "__main__":
+    main()
