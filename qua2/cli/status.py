@@ -24,6 +24,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"study {summary['name']} in {summary['study']}")
     for kind, counts in summary["by_kind"].items():
         print(f"  {kind:<10} " + "  ".join(f"{k} {v}" for k, v in counts.items()))
+    if summary.get("images"):
+        stopped = summary["stopped_early"]
+        print(f"  {summary['images']:,} images generated"
+              + (f" ({stopped} configs stopped early by racing)" if stopped else ""))
     if summary["seconds_per_config"] is not None:
         print(f"  {summary['seconds_per_config']:.2f} s per config (median)")
     if summary["best"]:

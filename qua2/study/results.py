@@ -39,6 +39,10 @@ def status_summary(study: Study) -> dict[str, Any]:
         .to_dict(orient="index")
     done = frame[frame["status"] == "done"]
     summary["seconds_per_config"] = float(done["seconds"].median()) if len(done) else None
+    # Images the evaluations generated (a racing row counts the images it got).
+    counts = done["n_images"] if "n_images" in done else pd.Series(dtype=float)
+    summary["images"] = int(counts.fillna(study.config.images_per_config).sum())
+    summary["stopped_early"] = int((counts < study.config.images_per_config).sum())
     if len(done) and "objective" in done:
         best = done.loc[done["objective"].idxmax()]
         primary = study.config.metrics.primary

@@ -190,6 +190,11 @@ def test_a_racing_study_records_how_many_images_each_row_got(racing_study):
         assert decided == expected
     assert counts["uniform"] == {16.0}  # anchors always get every image
     assert counts["random"] <= {4.0, 8.0, 16.0}
+    from qua2.study.results import status_summary
+
+    summary = status_summary(racing_study)  # what `qua2 status` prints
+    assert summary["images"] == sum(r.metrics["n_images"] for r in rows)
+    assert summary["stopped_early"] == sum(r.metrics["n_images"] < 16 for r in rows)
 
 
 def test_a_continued_row_equals_one_evaluated_on_all_its_images_at_once(racing_study):

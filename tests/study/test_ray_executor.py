@@ -100,6 +100,32 @@ def test_ray_evaluates_every_row_once_with_the_local_numbers_even_when_an_actor_
     assert rows == local_results
 
 
+def _racing_copy(prepared, tmp_path, name: str) -> Study:
+    """A copy of the prepared study with racing on (4 → 8 → 16 images), saved to disk so the
+    actors, which open the study by path, race too."""
+    study = _copy(prepared, tmp_path, name)
+    config = replace(study.config, images=replace(study.config.images, racing=True, min=4,
+                                                  error_rate=0.2))
+    config.save(study.path("study.yaml"))
+    study = Study.open(study.directory)
+    queue_random(study, 4)
+    return study
+
+
+def test_a_racing_study_on_ray_gets_the_local_rows_and_verdicts(ray_instance, prepared,
+                                                                tmp_path):
+    from qua2.study.racing import evaluate_racing
+
+    rows = {}
+    for name, executor in (("local", LOCAL), ("ray", RAY)):
+        study = _racing_copy(prepared, tmp_path, name)
+        evaluate_racing(study, ["random"], executor, name)
+        with Store(study.path("study.sqlite")) as store:
+            rows[name] = {r.id: (r.status, r.metrics, r.tags) for r in store.rows()}
+    assert rows["ray"] == rows["local"]  # continued rows' earlier images travel with the task
+    assert any(len(tags.get("race", [])) > 0 for _, _, tags in rows["ray"].values())
+
+
 def test_ray_verification_matches_local_verification(ray_instance, prepared, tmp_path):
     from qua2.search.verification import verify
     from qua2.specs import QuantConfig
