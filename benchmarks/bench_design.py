@@ -15,6 +15,8 @@ what a researcher pays and what she gets (issue 18):
   Tibshirani 1993; :func:`qua2.stats.paired_interval`, bias-shifted for Fréchet distances).
 
     python benchmarks/bench_design.py runs/digits-dit runs/digits-dit-design/replicate-{1,2,3}
+    python benchmarks/bench_design.py runs/digits-unet-quick-replicates/replicate-{1,2,3} \
+        runs/digits-unet-quick-design/replicate-{1,2,3} --sweep runs/sweeps/digits-unet
 
 Results are recorded in docs/BENCHMARKS.md ("Sequential design and racing").
 """
@@ -112,6 +114,9 @@ def main() -> None:
     parser.add_argument("designs", type=Path, nargs="+")
     parser.add_argument("--budget", type=float, default=3.5)
     parser.add_argument("--rounds", type=int, default=1000)
+    parser.add_argument("--sweep", type=Path, default=None,
+                        help="study whose sweep rows SHAP is compared with (default: the "
+                             "reference)")
     args = parser.parse_args()
 
     import torch
@@ -121,7 +126,7 @@ def main() -> None:
     torch.set_num_threads(1)
     reference = Study.open(args.reference)
     studies = {"reference": reference, **{str(d): Study.open(d) for d in args.designs}}
-    sweep = reference_sweep(reference)
+    sweep = reference_sweep(Study.open(args.sweep) if args.sweep else reference)
     reference_images = images_generated(reference)
     picks = {name: chosen_pick(study, args.budget) for name, study in studies.items()}
     paired = paired_vs_reference(reference, picks, args.rounds)

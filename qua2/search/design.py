@@ -5,7 +5,7 @@ random (:mod:`qua2.study.sampler`). ``design: {kind: sequential}`` is sequential
 design (Jones et al., "Efficient global optimization", 1998; Hutter et al., SMAC, LION 2011;
 Shahriari et al., "Taking the human out of the loop", Proc. IEEE 2016):
 
-1. ``initial`` random configurations, evaluated;
+1. ``initial`` random configurations (default: a third of ``num_configs``), evaluated;
 2. rounds of ``batch`` configurations until ``num_configs``: the tree surrogate (XGBoost) is
    refitted as a bootstrap ensemble on every row so far (:func:`qua2.search.objective.
    bootstrap_members`), and the study's own search (integer programme + local search,
@@ -17,8 +17,9 @@ Shahriari et al., "Taking the human out of the loop", Proc. IEEE 2016):
 3. A ``random_share`` of every round are fresh random draws (kind ``random``). They are why the
    rest stays honest: cross-validation folds are drawn from random rows only (selected rows
    would flatter the held-out ρ, :mod:`qua2.surrogates.data`), and SHAP explanations need
-   rows that cover the space rather than the front — a quarter by default keeps ≥ 40 % of a
-   study random with ``initial`` a third of it.
+   rows that cover the space rather than the front. With the defaults (a third initial, a
+   quarter of each round) half of a study's rows are random: enough for 5-fold CV and SHAP to
+   see the whole space, while half of the images go where the search looks.
 
 Every round is queued before it is evaluated, so a killed run first evaluates what is pending
 and then continues with the next round; the executor (local processes or Ray) is the study's.
@@ -57,8 +58,9 @@ def stage_sample(study: Study, options: RunOptions) -> None:
     design = study.config.design
     executor = ready_executor(study, options)
     total = options.num_configs or study.config.config_sampler.num_configs
-    if _sampled(study) < min(design.initial, total):
-        queue_random(study, min(design.initial, total) - _sampled(study))
+    initial = min(design.initial or math.ceil(total / 3), total)
+    if _sampled(study) < initial:
+        queue_random(study, initial - _sampled(study))
     evaluate_rows(study, executor, SAMPLED_KINDS, "initial random configs")
     while (have := _sampled(study)) < total:
         size = min(design.batch, total - have)

@@ -145,13 +145,14 @@ class DesignSection:
     """Which configurations the sample stage evaluates (:mod:`qua2.search.design`).
 
     ``random``: ``config_sampler.num_configs`` random draws. ``sequential``: ``initial`` random
-    draws, then rounds of ``batch`` until ``num_configs``: a ``random_share`` of each round are
-    random draws, the rest proposed by the search under an optimistic bootstrap ensemble of the
-    tree surrogate (mean + ``optimism`` × spread) at every search budget.
+    draws (null: a third of ``num_configs``), then rounds of ``batch`` until ``num_configs``: a
+    ``random_share`` of each round are random draws, the rest proposed by the search under an
+    optimistic bootstrap ensemble of the tree surrogate (mean + ``optimism`` × spread) at every
+    search budget.
     """
 
     kind: Literal["random", "sequential"] = "random"
-    initial: int = 100
+    initial: int | None = None
     batch: int = 25
     random_share: float = 0.25
     optimism: float = 1.0

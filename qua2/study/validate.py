@@ -48,7 +48,7 @@ def _check_design(config: StudyConfig) -> None:
     if design.kind != "sequential":
         return
     total = config.config_sampler.num_configs
-    if not 2 <= design.initial <= total:
+    if design.initial is not None and not 2 <= design.initial <= total:
         raise Qua2Error(f"'design.initial' must be between 2 and config_sampler.num_configs "
                         f"({total}), got {design.initial}.")
     if design.batch < 1:

@@ -136,17 +136,21 @@ def _row(metrics, tags=None) -> Row:
     return Row(0, "x", "random", {}, 3.5, "done", metrics, {}, None, tags or {})
 
 
-def test_full_scale_metrics_move_short_rows_by_the_measured_shift():
-    full = [_row({"n_images": 256, "fid": 20.0}, {"levels": {"64": {"n_images": 64, "fid": 24.0},
-                                                              "128": {"fid": 21.0}}}),
-            _row({"n_images": 256, "fid": 30.0}, {"levels": {"64": {"fid": 36.0}}})]
-    short = [_row({"n_images": 64, "fid": 50.0}), _row({"n_images": 128, "fid": 40.0}),
+def test_full_scale_metrics_map_short_rows_by_the_measured_relation():
+    # 12 rows reached all 256 images through 64: their full value is exactly 1.25 × − 5 their
+    # 64-image one, so a short row at 64 images is mapped by that line.
+    full = [_row({"n_images": 256, "fid": 1.25 * v - 5}, {"levels": {"64": {"fid": v}}})
+            for v in range(20, 80, 5)]
+    # Only two rows reached 256 through 128: too few for a line, their mean shift is used.
+    full += [_row({"n_images": 256, "fid": 20.0}, {"levels": {"128": {"fid": 21.0}}}),
+             _row({"n_images": 256, "fid": 30.0}, {"levels": {"128": {"fid": 33.0}}})]
+    short = [_row({"n_images": 64, "fid": 90.0}), _row({"n_images": 128, "fid": 40.0}),
              _row({"n_images": 32, "fid": 70.0})]
     moved = full_scale_metrics(full + short, 256)
-    assert [m["fid"] for m in moved[:2]] == [20.0, 30.0]  # full rows unchanged
-    assert moved[2] == {"n_images": 64, "fid": 50.0 - 5.0}  # mean shift of (−4, −6)
-    assert moved[3]["fid"] == 40.0 - 1.0
-    assert moved[4]["fid"] == 70.0  # no row measured a shift at 32 images
+    assert [m["fid"] for m in moved[:len(full)]] == [r.metrics["fid"] for r in full]
+    assert moved[-3] == {"n_images": 64, "fid": pytest.approx(1.25 * 90 - 5)}
+    assert moved[-2]["fid"] == 40.0 - 2.0
+    assert moved[-1]["fid"] == 70.0  # no row measured anything at 32 images
 
 
 RACING_STUDY = """
