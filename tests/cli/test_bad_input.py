@@ -156,7 +156,7 @@ STUDY_FILES = {
                            "'pipeline.search_pessimism' must be a finite number"),
     "racing-min-above-images": (_tiny(images={"racing": True, "min": 64}),
                                 "'images.min' must be between 2 and images_per_config"),
-    "racing-error-rate-one": (_tiny(images={"racing": True, "error_rate": 1.0}),
+    "racing-error-rate-one": (_tiny(images={"racing": True, "min": 8, "error_rate": 1.0}),
                               "'images.error_rate' must be between 0 and 0.5"),
     "design-initial-above-total": (_tiny(design={"kind": "sequential", "initial": 50}),
                                    "'design.initial' must be between 2"),
