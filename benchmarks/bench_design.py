@@ -10,12 +10,15 @@ what a researcher pays and what she gets (issue 18):
 - the surrogates' **held-out ρ** (``surrogates/cv_report.json``) and the **SHAP-vs-sweep**
   Spearman ρ of each design's XGBoost layer importance against the *reference's* sweep;
 - the **verified pick** at ``--budget`` (the one selection chose) on the held-out
-  verification seeds, and the **paired difference** design pick − reference pick: both are
-  generated from the same held-out seeds and scored on the same bootstrap resamples (Efron &
-  Tibshirani 1993; :func:`qua2.stats.paired_interval`, bias-shifted for Fréchet distances).
+  verification seeds, and the **paired difference** of each pick to the mean of the reference
+  replicates' picks (``--references K``: the first K studies), and of the designs' mean to
+  the references' mean: every pick is generated from the same held-out seeds and scored on
+  the same bootstrap resamples (Efron & Tibshirani 1993; :func:`qua2.stats.paired_interval`,
+  bias-shifted for Fréchet distances).
 
     python benchmarks/bench_design.py runs/digits-dit runs/digits-dit-design/replicate-{1,2,3}
-    python benchmarks/bench_design.py runs/digits-unet-quick-replicates/replicate-{1,2,3} \
+    python benchmarks/bench_design.py --references 3 \
+        runs/digits-unet-quick-replicates/replicate-{1,2,3} \
         runs/digits-unet-quick-design/replicate-{1,2,3} --sweep runs/sweeps/digits-unet
 
 Results are recorded in docs/BENCHMARKS.md ("Sequential design and racing").
@@ -84,11 +87,11 @@ def chosen_pick(study: Any, budget: float) -> dict[str, Any]:
             "hi": float(row[f"{study.config.metrics.primary_metric}_hi"])}
 
 
-def paired_vs_reference(reference_study: Any, picks: dict[str, Any], rounds: int
-                        ) -> dict[str, tuple[float, float, float]]:
-    """Each pick's primary metric minus the reference pick's, with a paired interval, on the
-    reference study's held-out verification seeds."""
-    from qua2.stats import bootstrap_indices, paired_interval
+def pick_draws(reference_study: Any, picks: dict[str, Any], rounds: int
+               ) -> dict[str, tuple[float, np.ndarray]]:
+    """Each pick's primary metric on the reference study's held-out verification seeds, and
+    its values on ``rounds`` bootstrap resamples shared by every pick (so they are paired)."""
+    from qua2.stats import bootstrap_indices
     from qua2.study.evaluate import candidate_image_scores
     from qua2.study.option_cache import open_option_cache
     from qua2.study.reference import get_reference
@@ -98,20 +101,48 @@ def paired_vs_reference(reference_study: Any, picks: dict[str, Any], rounds: int
     metric = study.config.metrics.primary_metric
     cache, scorer = open_option_cache(study), build_scorer(study)
     held_out = get_reference(study, "verification")
-    scores = {name: candidate_image_scores(study, pick["config"].to_dict(), cache, scorer,
-                                           held_out) for name, pick in picks.items()}
     index = bootstrap_indices(len(held_out.seeds), rounds, seed=0)
-    draws = {name: np.array([s.metric(metric, i) for i in index]) for name, s in scores.items()}
-    base = scores["reference"].metric(metric)
-    return {name: paired_interval(draws[name], draws["reference"], s.metric(metric) - base,
-                                  shift_bias=True)
-            for name, s in scores.items() if name != "reference"}
+    out = {}
+    for name, pick in picks.items():
+        scores = candidate_image_scores(study, pick["config"].to_dict(), cache, scorer, held_out)
+        out[name] = (scores.metric(metric), np.array([scores.metric(metric, i) for i in index]))
+    return out
+
+
+def group_difference(draws: dict[str, tuple[float, np.ndarray]], group: list[str],
+                     base: list[str]) -> tuple[float, float, float]:
+    """Mean of ``group``'s picks minus mean of ``base``'s, with its paired interval."""
+    from qua2.stats import paired_interval
+
+    def mean(names: list[str]) -> tuple[float, np.ndarray]:
+        return (float(np.mean([draws[n][0] for n in names])),
+                np.mean([draws[n][1] for n in names], axis=0))
+
+    (a, a_draws), (b, b_draws) = mean(group), mean(base)
+    return paired_interval(a_draws, b_draws, a - b, shift_bias=True)
+
+
+def welch(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """``mean(a) − mean(b)`` and its Welch t-interval (replicates as the unit)."""
+    from scipy import stats
+
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf((1 + level) / 2, dof) * np.sqrt(va + vb))
+    delta = float(np.mean(a) - np.mean(b))
+    return delta, delta - half, delta + half
+
+
+def _interval(delta: tuple[float, float, float]) -> str:
+    return f"{delta[0]:+.1f} [{delta[1]:+.1f}, {delta[2]:+.1f}]"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("reference", type=Path)
-    parser.add_argument("designs", type=Path, nargs="+")
+    parser.add_argument("studies", type=Path, nargs="+",
+                        help="reference replicate(s) first, then the designs")
+    parser.add_argument("--references", type=int, default=1,
+                        help="how many of the studies are reference replicates")
     parser.add_argument("--budget", type=float, default=3.5)
     parser.add_argument("--rounds", type=int, default=1000)
     parser.add_argument("--sweep", type=Path, default=None,
@@ -124,29 +155,36 @@ def main() -> None:
     from qua2.study.study import Study
 
     torch.set_num_threads(1)
-    reference = Study.open(args.reference)
-    studies = {"reference": reference, **{str(d): Study.open(d) for d in args.designs}}
+    studies = {str(d): Study.open(d) for d in args.studies}
+    names = list(studies)
+    references, designs = names[:args.references], names[args.references:]
+    reference = studies[names[0]]  # its model, held-out seeds and metrics score every pick
     sweep = reference_sweep(Study.open(args.sweep) if args.sweep else reference)
     reference_images = images_generated(reference)
     picks = {name: chosen_pick(study, args.budget) for name, study in studies.items()}
-    paired = paired_vs_reference(reference, picks, args.rounds)
+    draws = pick_draws(reference, picks, args.rounds)
     metric = reference.config.metrics.primary_metric
     print(f"| study | images | share | ρ xgb | ρ gnn | SHAP vs sweep ρ | pick bits | "
-          f"verified {metric} [95%] | Δ vs reference pick [95%] |")
+          f"verified {metric} [95%] | Δ vs reference picks' mean [95%] |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, study in studies.items():
         images = images_generated(study)
         rho = held_out_rho(study)
         agreement = shap_vs_sweep(study, sweep)
         pick = picks[name]
-        delta = paired.get(name)
         print(f"| {name} | {images:,} | {images / reference_images:.0%} | "
               f"{rho.get('xgb', float('nan')):.3f} | {rho.get('gnn', float('nan')):.3f} | "
               f"{'—' if agreement is None else f'{agreement:.2f}'} | {pick['avg_bits']:.3f} | "
               f"{pick['verified']:.1f} [{pick['lo']:.1f}, {pick['hi']:.1f}] | "
-              + ("—" if delta is None else f"{delta[0]:+.1f} [{delta[1]:+.1f}, {delta[2]:+.1f}]")
-              + " |")
-
+              f"{_interval(group_difference(draws, [name], references))} |")
+    if designs:
+        print(f"\nMean of the designs' picks − mean of the references' picks ({metric}, paired "
+              f"on the same {args.rounds} resamples of the held-out images): "
+              f"{_interval(group_difference(draws, designs, references))}")
+    if len(designs) > 1 and len(references) > 1:
+        across = welch([draws[n][0] for n in designs], [draws[n][0] for n in references])
+        print("Across replicates (Welch t-interval: the design's and the reference's own "
+              f"randomness): {_interval(across)}")
 
 if __name__ == "__main__":
     main()

@@ -268,13 +268,19 @@ def race_step(study: Study, kinds: Sequence[str] = RACING_KINDS) -> int:
 
 def evaluate_racing(study: Study, kinds: Sequence[str], executor: ExecutorSection,
                     desc: str) -> None:
-    """Evaluate the pending rows of ``kinds``, race, and repeat until no row continues."""
+    """Evaluate the pending rows of ``kinds``, race, and repeat until no row continues (on
+    Ray the same actors serve every wave: each loads the model once)."""
+    from qua2.study.ray_executor import KeptActors
     from qua2.study.workers import evaluate_pending
 
-    while True:
-        evaluate_pending(study, kinds, executor, desc=desc)
-        if not racing(study) or race_step(study, kinds) == 0:
-            return
+    kept = KeptActors()
+    try:
+        while True:
+            evaluate_pending(study, kinds, executor, desc=desc, kept=kept)
+            if not racing(study) or race_step(study, kinds) == 0:
+                return
+    finally:
+        kept.shutdown()
 
 
 # --------------------------------------------------------------------------- for surrogates

@@ -328,8 +328,13 @@ def run_tasks(pool: ActorPool, take: Callable[[], Task | None],
 # --------------------------------------------------------------------------- the stages
 def evaluate_with_ray(study: Study, kinds: Sequence[str] | None, executor: ExecutorSection,
                       progress: tqdm | None = None,
-                      on_dispatch: DispatchHook | None = None) -> int:
-    """Evaluate every pending row (of ``kinds``) on Ray actors; return how many were recorded."""
+                      on_dispatch: DispatchHook | None = None,
+                      kept: KeptActors | None = None) -> int:
+    """Evaluate every pending row (of ``kinds``) on Ray actors; return how many were recorded.
+
+    ``kept``: actors that outlive this call (racing evaluates in waves; each actor then loads
+    the model once, not once per wave); without it the actors are started and stopped here.
+    """
     connect(executor)
     store = Store(study.path("study.sqlite"))
     deaths: dict[str, int] = {}
@@ -369,14 +374,31 @@ def evaluate_with_ray(study: Study, kinds: Sequence[str] | None, executor: Execu
 
     pool = None
     try:
-        pool = ActorPool(study, executor)
+        pool = kept.pool(study, executor) if kept is not None else ActorPool(study, executor)
         run_tasks(pool, take, done, lost, abandon=lambda task: store.release(task.key),
                   progress=progress, on_dispatch=on_dispatch)
     finally:
-        if pool is not None:
+        if pool is not None and kept is None:
             pool.shutdown()
         store.close()
     return recorded
+
+
+class KeptActors:
+    """An :class:`ActorPool` started on first use and kept until :meth:`shutdown`."""
+
+    def __init__(self) -> None:
+        self._pool: ActorPool | None = None
+
+    def pool(self, study: Study, executor: ExecutorSection) -> ActorPool:
+        if self._pool is None:
+            self._pool = ActorPool(study, executor)
+        return self._pool
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
 
 def verification_scores(study: Study, executor: ExecutorSection,

@@ -31,6 +31,7 @@ from qua2.study.study import Study
 
 if TYPE_CHECKING:
     from qua2.study.config import ExecutorSection
+    from qua2.study.ray_executor import KeptActors
 
 
 def evaluate_loop(study: Study, kinds: Sequence[str] | None = None,
@@ -62,8 +63,10 @@ def evaluate_loop(study: Study, kinds: Sequence[str] | None = None,
 
 
 def evaluate_pending(study: Study, kinds: Sequence[str] | None = None,
-                     executor: ExecutorSection | None = None, desc: str = "evaluating") -> int:
-    """Evaluate every pending row (of ``kinds``) as ``executor`` (default: the study's) says."""
+                     executor: ExecutorSection | None = None, desc: str = "evaluating",
+                     kept: KeptActors | None = None) -> int:
+    """Evaluate every pending row (of ``kinds``) as ``executor`` (default: the study's) says;
+    ``kept``: Ray actors to reuse (see :func:`qua2.study.ray_executor.evaluate_with_ray`)."""
     import torch
 
     executor = executor or study.config.executor
@@ -83,7 +86,7 @@ def evaluate_pending(study: Study, kinds: Sequence[str] | None = None,
         if executor.kind == "ray":
             from qua2.study.ray_executor import evaluate_with_ray
 
-            return evaluate_with_ray(study, kinds, executor, progress)
+            return evaluate_with_ray(study, kinds, executor, progress, kept=kept)
         if workers <= 1:
             before = torch.get_num_threads()
             torch.set_num_threads(threads)
