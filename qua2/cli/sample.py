@@ -1,4 +1,5 @@
-"""``qua2 sample DIR -n N``: evaluate N more random configurations of a study."""
+"""``qua2 sample DIR -n N``: evaluate N more configurations of a study (random draws, or
+sequential-design rounds when the study's ``design.kind`` is ``sequential``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from qua2.study.study import Study
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("sample", help="evaluate N more random configurations",
+    parser = subparsers.add_parser("sample", help="evaluate N more configurations",
                                    description=__doc__)
     parser.add_argument("study_dir")
     parser.add_argument("-n", type=positive_int, required=True, help="how many more configurations")
