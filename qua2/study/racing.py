@@ -57,6 +57,7 @@ import numpy as np
 from qua2.io import DamagedArtifactError, load_safetensors, write_safetensors
 from qua2.log import say
 from qua2.stats import bootstrap_indices, paired_interval
+from qua2.study.reference import tensors_digest
 from qua2.study.store import Row, Store
 from qua2.study.study import Study
 
@@ -113,7 +114,8 @@ def save_ingredients(directory: Path, config_id: str, arrays: dict[str, np.ndarr
     import torch
 
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-    write_safetensors(scores_path(directory, config_id), tensors, {"id": config_id})
+    write_safetensors(scores_path(directory, config_id), tensors,
+                      {"id": config_id, "digest": tensors_digest(tensors)})
 
 
 def load_ingredients(directory: Path, config_id: str) -> dict[str, np.ndarray] | None:
@@ -126,8 +128,9 @@ def load_ingredients(directory: Path, config_id: str) -> dict[str, np.ndarray] |
     except DamagedArtifactError as error:
         say(f"{error}")
         return None
-    if metadata.get("id") != config_id:
-        say(f"{path} belongs to another configuration; it is rebuilt.")
+    if metadata.get("id") != config_id or metadata.get("digest") != tensors_digest(tensors):
+        # A flipped bit would otherwise become a wrong metric of this row.
+        say(f"{path} is damaged or belongs to another configuration; it is rebuilt.")
         return None
     return {k: v.numpy().astype(np.float64) for k, v in tensors.items()}
 

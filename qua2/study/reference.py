@@ -37,7 +37,7 @@ class Reference:
     def save(self, path: Path) -> None:
         tensors = {"images": self.images.contiguous(), "noise": self.noise.contiguous()}
         metadata = {"seeds": json.dumps(self.seeds), "conditions": json.dumps(self.conditions),
-                    "digest": _tensors_digest(tensors)}
+                    "digest": tensors_digest(tensors)}
         write_safetensors(path, tensors, metadata)  # a killed run never leaves half a file
 
     @classmethod
@@ -45,7 +45,7 @@ class Reference:
         fix = "delete it and re-run to generate it again"
         tensors, metadata = load_safetensors(path, fix)
         try:
-            if metadata["digest"] != _tensors_digest(tensors):
+            if metadata["digest"] != tensors_digest(tensors):
                 raise ValueError("digest mismatch")
             return cls(tensors["images"], tensors["noise"], json.loads(metadata["seeds"]),
                        json.loads(metadata["conditions"]))
@@ -53,7 +53,7 @@ class Reference:
             raise DamagedArtifactError(path, str(error).strip("'"), fix) from None
 
 
-def _tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     """Digest of the exact bytes of named tensors (a corrupted file must not give numbers)."""
     from qua2.quant.store import tensor_digest
 
