@@ -113,7 +113,8 @@ def save_ingredients(directory: Path, config_id: str, arrays: dict[str, np.ndarr
     """A row's per-image arrays (:meth:`ImageScores.to_arrays`), written atomically."""
     import torch
 
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+    # A copy: arrays that came back from Ray are read-only, which torch warns about.
+    tensors = {k: torch.from_numpy(np.array(v, order="C")) for k, v in arrays.items()}
     write_safetensors(scores_path(directory, config_id), tensors,
                       {"id": config_id, "digest": tensors_digest(tensors)})
 
