@@ -180,13 +180,13 @@ class Race:
 
     def objective(self, row: Row, count: int, index: np.ndarray | None = None) -> float:
         """The row's objective (higher is better) on its first ``count`` images (resampled)."""
+        from qua2.study.evaluate import objective
+
         scores = self.scores(row)
         assert scores is not None
-        section = self.study.config.metrics
+        primary = self.study.config.metrics.primary_metric
         pick = np.arange(count) if index is None else index
-        value = scores.metric(section.primary_metric, pick)
-        signed = -value if section.primary_lower_is_better else value
-        return signed - section.bits_penalty * (row.avg_bits or 0.0)
+        return objective(self.study, {primary: scores.metric(primary, pick)}, row.avg_bits)
 
     def draws(self, row: Row, count: int) -> np.ndarray:
         key = (row.id, count)
