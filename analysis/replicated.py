@@ -10,7 +10,8 @@ sweep (a deterministic measurement on the sampling seeds every replicate shares,
 once, not K times). Per replicate: held-out Spearman ρ of every surrogate (its CV report), the
 model-free method effects (:mod:`analysis.method_stats`), the agreement of XGBoost's SHAP
 layer importance with the sweep, and how much of XGBoost's attribution is interaction between
-layers (SHAP interaction values, Lundberg et al., Nature MI 2020). Across replicates: mean,
+layers (SHAP interaction values, Lundberg et al., Nature MI 2020), and XGBoost's mean |SHAP|
+per layer role. Across replicates: mean,
 95% t-interval, smallest and largest value. The verified comparisons are pooled by
 ``qua2 run --replicates`` itself (``replicates.md``), which this report repeats.
 """
@@ -93,12 +94,23 @@ def shap_vs_sweep(sd: StudyDir, sweep: pd.DataFrame, main: pd.Series) -> dict[st
     return out
 
 
+def role_importance(sd: StudyDir) -> dict[str, float]:
+    """XGBoost's mean |SHAP| per layer role (FINDINGS' "which layers matter"), from the
+    study's own explain stage."""
+    table = sd.read_csv("explain", "xgb", "importance_by_group.csv")
+    if table is None:
+        return {}
+    roles = table[table["view"] == "role"]
+    return {f"SHAP {row.group}": float(row.mean_abs_shap) for row in roles.itertuples()}
+
+
 def replicate_row(directory: Path, sweep: pd.DataFrame | None, rounds: int,
                   interaction_rows: int) -> dict[str, Any]:
     sd = StudyDir.open(directory)
     share, main = interaction_attribution(sd, interaction_rows)
     row: dict[str, Any] = {"replicate": directory.name, **surrogate_rhos(sd),
-                           **method_effects(sd, rounds), "interaction share": share}
+                           **method_effects(sd, rounds), "interaction share": share,
+                           **role_importance(sd)}
     if sweep is not None:
         row.update(shap_vs_sweep(sd, sweep, main))
     return row

@@ -5,6 +5,7 @@ kmeans_a is worst everywhere; the patch layers are the most sensitive)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -221,10 +222,15 @@ def test_across_replicates_is_mean_with_a_t_interval():
 def test_replicated_reports_every_replicate(fitted_dir, synthetic_dir, tmp_path):
     from analysis.replicated import main
 
+    study = tmp_path / "study"
+    shutil.copytree(fitted_dir, study)
+    groups = study / "explain" / "xgb" / "importance_by_group.csv"
+    groups.parent.mkdir(parents=True, exist_ok=True)
+    groups.write_text("view,group,mean_abs_shap\nrole,adaln,2.5\nblock,blocks.0,9.0\n")
     replicates = tmp_path / "replicates"
     replicates.mkdir()
     for r in (1, 2):  # the same study twice: every quantity identical, zero spread
-        (replicates / f"replicate-{r}").symlink_to(fitted_dir)
+        (replicates / f"replicate-{r}").symlink_to(study)
     out = tmp_path / "out"
     assert main([str(replicates), "--sweeps", str(synthetic_dir), "--out", str(out),
                  "--rounds", "50", "--interaction-rows", "4"]) == 0
@@ -233,6 +239,8 @@ def test_replicated_reports_every_replicate(fitted_dir, synthetic_dir, tmp_path)
                                 "main-effect SHAP vs sweep ρ"} <= set(frame.columns)
     share = frame["interaction share"]
     assert share.between(0.0, 1.0).all() and share.nunique() == 1
+    assert frame["SHAP adaln"].tolist() == [2.5, 2.5]  # roles only, not blocks
+    assert "SHAP blocks.0" not in frame.columns
     assert "## replicates (2 replicates)" in (out / "replicated.md").read_text()
 
 
