@@ -88,12 +88,19 @@ def verify_candidates(study: Study, cache: Any, rounds: int = 200,
     distinct: dict[str, tuple[str, Any]] = {"fp": ("fp", None)}
     for candidate in candidates:
         distinct.setdefault(candidate.config.digest(), (candidate.kind, candidate.config))
-    results = verify(study, distinct, cache, rounds=rounds,
-                     progress_file=study.path(*PROGRESS_FILE), executor=executor)
+    prefixes: dict[tuple[str, int], Verified] = {}
+    if study.config.images.racing:  # dominated baselines stop early
+        from qua2.search.verification_racing import race_verification
+
+        results, prefixes = race_verification(study, candidates, distinct, cache, rounds,
+                                              executor)
+    else:
+        results = verify(study, distinct, cache, rounds=rounds,
+                         progress_file=study.path(*PROGRESS_FILE), executor=executor)
     save_verified(results, study.path(*RESULTS_FILE))
     table = verification_table(study, candidates, results)
     table.to_csv(study.path("verification", "table.csv"), index=False)
-    comparisons = paired_comparisons(study, candidates, results)
+    comparisons = paired_comparisons(study, candidates, results, prefixes)
     comparisons.to_csv(study.path("verification", "comparisons.csv"), index=False)
     study.path("verification", "table.md").write_text(
         markdown_tables(study, table, comparisons))
@@ -295,7 +302,8 @@ def verification_table(study: Study, candidates: list[Candidate],
 def _row(budget: float, name: str, kind: str, config_id: str, verified: Verified,
          metrics: list[str], predicted: float | None) -> dict[str, Any]:
     row: dict[str, Any] = {"budget": budget, "name": name, "kind": kind, "id": config_id,
-                           "avg_bits": verified.avg_bits, "predicted": predicted}
+                           "avg_bits": verified.avg_bits, "predicted": predicted,
+                           "images": verified.metrics.get("n_images")}
     for metric in metrics:
         row[metric] = verified.metrics.get(metric)
         low, high = verified.intervals.get(metric, (math.nan, math.nan))
@@ -303,12 +311,15 @@ def _row(budget: float, name: str, kind: str, config_id: str, verified: Verified
     return row
 
 
-def paired_comparisons(study: Study, candidates: list[Candidate],
-                       results: list[Verified]) -> pd.DataFrame:
+def paired_comparisons(study: Study, candidates: list[Candidate], results: list[Verified],
+                       prefixes: Mapping[tuple[str, int], Verified] | None = None
+                       ) -> pd.DataFrame:
     """Per budget, qua2's (selected) pick against every baseline at that budget and every
     uniform anchor above it, on the primary metric with paired 95% intervals.
 
     ``delta`` is pick − other; ``verdict`` says which is better when the interval excludes 0.
+    A baseline that racing stopped early is compared on the images it got: ``prefixes`` holds
+    the pick verified on its first ``n`` images (:mod:`qua2.search.verification_racing`).
     """
     primary = study.config.metrics.primary_metric
     sign = -1.0 if study.config.metrics.lower_is_better else 1.0
@@ -326,6 +337,9 @@ def paired_comparisons(study: Study, candidates: list[Candidate],
         # the images that measure it.
         for pick, other in ((p, o) for p in picks for o in others):
             a, b = by_id[pick.config.digest()], by_id[other.config.digest()]
+            shared = int(b.metrics.get("n_images", 0))
+            if prefixes and shared < a.metrics.get("n_images", 0):
+                a = prefixes[(pick.config.digest(), shared)]
             if primary not in a.draws or primary not in b.draws:
                 continue  # a primary metric without bootstrap draws (custom scorer)
             delta, low, high = paired_difference(a, b, primary)
@@ -333,7 +347,8 @@ def paired_comparisons(study: Study, candidates: list[Candidate],
             better, worse = gain[0] > 0, gain[1] < 0
             rows.append({"budget": budget, "pick": pick.name, "pick_bits": pick.avg_bits,
                          "other": other.name, "other_kind": other.kind,
-                         "other_bits": other.avg_bits, "metric": primary, "delta": delta,
+                         "other_bits": other.avg_bits, "metric": primary,
+                         "images": int(b.metrics.get("n_images", 0)), "delta": delta,
                          "delta_lo": low, "delta_hi": high,
                          "verdict": "better" if better else "worse" if worse else "tie"})
     return pd.DataFrame(rows)
@@ -361,6 +376,11 @@ def markdown_tables(study: Study, table: pd.DataFrame,
              "(percentile; bias-shifted for Fréchet distances). Activations: "
              f"{activations} (the bits columns are the weights': W<bits>{activations}).",
              "", _selection_sentence(study), ""]
+    if study.config.images.racing:
+        lines += ["Racing: a baseline that qua2's pick already beat on fewer images (its 95% "
+                  "paired interval excluding 0) stopped there; its row and its paired "
+                  "difference are on those images, marked (qua2.search.verification_racing).",
+                  ""]
     groups = [("Full precision and uniform anchors", table[table["budget"].isna()])]
     groups += [(f"Budget ≤ {budget:g} average bits", group)
                for budget, group in table.dropna(subset=["budget"]).groupby("budget")]
@@ -371,14 +391,23 @@ def markdown_tables(study: Study, table: pd.DataFrame,
         for _, row in group.sort_values(primary, ascending=ascending).iterrows():
             bits = "16 (FP)" if row["kind"] == "reference" else f"{row['avg_bits']:.3f}"
             cells = " | ".join(_cell(row, m) for m in shown)
-            lines.append(f"| {row['name']} | {row['kind']} | {bits} | {cells} |")
+            name = row["name"] + _short(row.get("images"), study.config.verification_images)
+            lines.append(f"| {name} | {row['kind']} | {bits} | {cells} |")
         budget = group["budget"].iloc[0] if len(group) else math.nan
         if comparisons is not None and len(comparisons) and not math.isnan(budget):
-            lines += _comparison_lines(comparisons[comparisons["budget"] == budget])
+            lines += _comparison_lines(comparisons[comparisons["budget"] == budget],
+                                       study.config.verification_images)
     return "\n".join(lines) + "\n"
 
 
-def _comparison_lines(rows: pd.DataFrame) -> list[str]:
+def _short(images: Any, total: int) -> str:
+    """`` (first N images)`` for a row racing stopped early, else nothing."""
+    if images is None or (isinstance(images, float) and math.isnan(images)) or images >= total:
+        return ""
+    return f" (first {int(images)} images)"
+
+
+def _comparison_lines(rows: pd.DataFrame, total: int) -> list[str]:
     if rows.empty:
         return []
     first = rows.iloc[0]
@@ -386,6 +415,7 @@ def _comparison_lines(rows: pd.DataFrame) -> list[str]:
                  "(95% interval; better / worse when it excludes 0):", ""]
     for _, r in rows.iterrows():
         where = "" if r["other_kind"] == "baseline" else f" at {r['other_bits']:.3f} bits"
+        where += _short(r.get("images"), total)
         lines.append(f"- vs {r['other']}{where}: {r['delta']:+.4g} "
                      f"[{r['delta_lo']:+.4g}, {r['delta_hi']:+.4g}] → {r['verdict']}")
     return lines

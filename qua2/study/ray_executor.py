@@ -404,14 +404,16 @@ class KeptActors:
 def verification_scores(study: Study, executor: ExecutorSection,
                         candidates: Mapping[str, dict[str, Any] | None], n_images: int,
                         on_candidate: Callable[[str, ImageScores], None],
-                        on_dispatch: DispatchHook | None = None, seeds: str = "verification"
-                        ) -> None:
-    """Per-image scores of each candidate, passed to ``on_candidate`` as soon as complete."""
+                        on_dispatch: DispatchHook | None = None, seeds: str = "verification",
+                        start: int = 0) -> None:
+    """Per-image scores of each candidate on images ``start … n_images`` of ``seeds``, passed
+    to ``on_candidate`` as soon as complete."""
     from qua2.metrics.per_image import ImageScores
 
     connect(executor)
-    chunks = _chunks(n_images, study.config.sampler.batch_size,
-                     split=len(candidates) < executor.workers, workers=executor.workers)
+    chunks = [(start + a, start + b) for a, b in _chunks(
+        n_images - start, study.config.sampler.batch_size,
+        split=len(candidates) < executor.workers, workers=executor.workers)]
     queue = [Task(f"{name}:{i}", "image_scores", (config, seeds, start, stop))
              for name, config in candidates.items() for i, (start, stop) in enumerate(chunks)]
     queue.reverse()  # pop() from the end hands tasks out in candidate order

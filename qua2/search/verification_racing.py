@@ -1,0 +1,223 @@
+"""Racing in verification: a baseline clearly beaten by qua2's pick stops early.
+
+Verification scores every candidate — qua2's pick per budget, the baselines at that budget,
+the uniform anchors and the FP model — on the same ``verification_images`` held-out images.
+Many baselines are far behind the pick (a random configuration at 120 digits-FID against a
+pick at 23); a thousand images to confirm that are wasted. With ``images: {racing: true}``
+verification runs in levels like the study's own racing (:mod:`qua2.study.racing`): every
+candidate is first generated on the first ``verification_images · min / images_per_config``
+held-out images, and the count doubles up to ``verification_images`` only for candidates
+that can still matter. A *baseline* stops when, at every budget it is compared at, qua2's
+pick is better on the images both have, with one-sided confidence ``1 − α`` where
+``α = min(error_rate, 0.025)`` (paired bootstrap on shared resamples, bias-shifted for
+Fréchet distances: the test of :func:`qua2.search.verification.paired_difference`). The cap
+makes a stop imply what the tables report: the 95% paired interval of a stopped baseline
+already says "better". qua2's picks, the uniform anchors (every budget is compared with
+them) and the FP model always get every image.
+
+What a stopped baseline reports: its metrics and intervals on the images it got (the tables
+say how many), and its paired difference to the pick on exactly those images — the pick's
+own row keeps all images. Stated error rate: at each decision, at most ``α`` chance
+that a baseline is stopped although the pick is in truth not better than it (the verdict the
+full count could have reversed); up to the bootstrap's approximation.
+
+Per-image ingredients of every candidate are kept in ``verification/image_scores/`` (with a
+digest; damaged → generated again) and each decision in ``verification/race.json``, so an
+interrupted verification resumes where it stopped and a continued candidate generates only
+its new images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qua2.io import atomic_write_json, read_json, rerun_stage
+from qua2.stats import bootstrap_indices, paired_interval
+from qua2.study.racing import image_levels, load_ingredients, save_ingredients
+from qua2.study.study import Study
+
+if TYPE_CHECKING:
+    from qua2.metrics.per_image import ImageScores
+    from qua2.search.stage import Candidate
+    from qua2.search.verification import Verified
+    from qua2.specs import QuantConfig
+    from qua2.study.config import ExecutorSection
+
+#: Candidate kinds that always get every verification image.
+PROTECTED_KINDS = ("fp", "qua2", "anchor")
+RACE_FILE = ("verification", "race.json")
+#: One-sided error rate of a stop at most that of the tables' 95% paired intervals.
+MAX_ERROR_RATE = 0.025
+
+
+def verification_levels(study: Study) -> list[int]:
+    """Image counts of the verification race: the study's racing share of
+    ``verification_images`` (e.g. 64 of 256 → 250 of 1000), doubling to all of them."""
+    total = study.config.verification_images
+    first = max(1, total * study.config.images.min // study.config.images_per_config)
+    return image_levels(min(first, total), total)
+
+
+class VerificationRace:
+    """The per-image scores of every verified candidate, grown level by level."""
+
+    def __init__(self, study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]],
+                 cache: Any, rounds: int, seed: int = 0,
+                 executor: ExecutorSection | None = None) -> None:
+        from qua2.study.reference import get_reference
+        from qua2.study.scoring import build_scorer
+
+        self.study, self.candidates, self.cache = study, candidates, cache
+        self.rounds, self.seed, self.executor = rounds, seed, executor
+        self.reference = get_reference(study, "verification")
+        self.scorer = build_scorer(study)
+        self.directory = study.path("verification")
+        self.scores: dict[str, ImageScores] = {}
+        for name in candidates:
+            arrays = load_ingredients(self.directory, name)
+            if arrays is not None:
+                self.scores[name] = self._from_arrays(arrays)
+
+    def have(self, name: str) -> int:
+        return self.scores[name].n_images if name in self.scores else 0
+
+    def grow(self, names: list[str], count: int) -> None:
+        """Generate and score the images ``have … count`` of each of ``names``."""
+        from qua2.metrics.per_image import ImageScores
+
+        by_start: dict[int, list[str]] = {}
+        for name in names:
+            if self.have(name) < count:
+                by_start.setdefault(self.have(name), []).append(name)
+        for start, group in sorted(by_start.items()):
+            for name, part in self._score_range(group, start, count).items():
+                whole = part if start == 0 else ImageScores.concat([self.scores[name], part])
+                self.scores[name] = whole
+                save_ingredients(self.directory, name, whole.to_arrays())
+
+    def verified(self, name: str, count: int | None = None) -> Verified:
+        """``name`` verified on its first ``count`` images (default: all it has), with draws
+        on the resamples every candidate shares at that count."""
+        from qua2.quant.apply import average_bits
+        from qua2.search.verification import Verified, intervals_of_scores
+
+        kind, config = self.candidates[name]
+        scores = self.scores[name]
+        count = scores.n_images if count is None else count
+        if count < scores.n_images:
+            scores = _prefix(scores, count)
+        measured = intervals_of_scores(scores, bootstrap_indices(count, self.rounds, self.seed))
+        bits = None if config is None else average_bits(config, self.cache)
+        return Verified(name, kind, bits, *measured)
+
+    def _score_range(self, names: list[str], start: int, stop: int) -> dict[str, ImageScores]:
+        if self.executor is not None and self.executor.kind == "ray":
+            from qua2.study.ray_executor import verification_scores
+
+            found: dict[str, ImageScores] = {}
+            configs = {n: _as_dict(self.candidates[n][1]) for n in names}
+            verification_scores(self.study, self.executor, configs, stop,
+                                lambda name, scores: found.__setitem__(name, scores),
+                                start=start)
+            return found
+        from qua2.search.verification import _subset
+        from qua2.study.evaluate import generate_images
+
+        part = _subset(self.reference, np.arange(start, stop))
+        return {name: self.scorer.image_scores(
+            generate_images(self.study, self.candidates[name][1], self.cache, part), part)
+            for name in names}
+
+    def _from_arrays(self, arrays: dict[str, np.ndarray]) -> ImageScores:
+        from qua2.metrics.per_image import ImageScores
+
+        return ImageScores.from_arrays(arrays, self.scorer.suite.frechet)
+
+
+def _as_dict(config: QuantConfig | None) -> dict[str, Any] | None:
+    return None if config is None else config.to_dict()
+
+
+def _prefix(scores: ImageScores, count: int) -> ImageScores:
+    from qua2.metrics.per_image import ImageScores
+
+    arrays = {k: v[:count] for k, v in scores.to_arrays().items()}
+    return ImageScores.from_arrays(arrays, dict(scores.frechet))
+
+
+def stops(study: Study, race: VerificationRace, picks: Mapping[float, str],
+          compared_at: Mapping[str, list[float]], count: int) -> dict[str, dict[str, Any]]:
+    """Baselines to stop at ``count`` images: beaten by the pick at every budget they are
+    compared at, one-sided at ``error_rate`` (module docs)."""
+    from qua2.search.verification import FRECHET_METRICS
+
+    primary = study.config.metrics.primary_metric
+    sign = -1.0 if study.config.metrics.primary_lower_is_better else 1.0
+    level = 1 - 2 * min(study.config.images.error_rate, MAX_ERROR_RATE)
+    verdicts = {}
+    for name, budgets in compared_at.items():
+        gaps = []
+        for budget in budgets:
+            pick, other = race.verified(picks[budget], count), race.verified(name, count)
+            delta = sign * (pick.metrics[primary] - other.metrics[primary])
+            _, low, _ = paired_interval(sign * np.asarray(pick.draws[primary]),
+                                        sign * np.asarray(other.draws[primary]), delta, level,
+                                        shift_bias=primary in FRECHET_METRICS)
+            gaps.append(low)
+        if gaps and min(gaps) > 0:
+            verdicts[name] = {"images": count, "verdict": "stop", "gap_low": min(gaps)}
+    return verdicts
+
+
+def race_verification(study: Study, candidates: list[Candidate],
+                      distinct: Mapping[str, tuple[str, QuantConfig | None]], cache: Any,
+                      rounds: int, executor: ExecutorSection | None = None
+                      ) -> tuple[list[Verified], dict[tuple[str, int], Verified]]:
+    """Verify ``distinct`` by racing (module docs): every result, and each pick's result on
+    the first ``n`` images for every ``n`` a baseline stopped at (its paired comparisons)."""
+    race = VerificationRace(study, distinct, cache, rounds, executor=executor)
+    picks = {c.budget: c.config.digest() for c in candidates
+             if c.kind == "qua2" and c.budget is not None}
+    protected = {"fp", *(c.config.digest() for c in candidates if c.kind in PROTECTED_KINDS)}
+    compared_at: dict[str, list[float]] = {}
+    for c in candidates:
+        budget = c.budget
+        if c.kind == "baseline" and budget is not None and budget in picks and \
+                c.config.digest() not in protected:
+            compared_at.setdefault(c.config.digest(), []).append(budget)
+    decided = {name: verdict for name, verdict in _load_decisions(study).items()
+               if name in compared_at}
+    for name, verdict in decided.items():  # ingredients lost since: generated again
+        race.grow([name], verdict["images"])
+    running = [name for name in distinct if name not in decided]
+    for count in verification_levels(study):
+        race.grow(running, count)
+        if count == study.config.verification_images:
+            break
+        verdicts = stops(study, race, picks, {n: b for n, b in compared_at.items()
+                                              if n in running}, count)
+        decided.update(verdicts)
+        _save_decisions(study, decided)
+        running = [name for name in running if name not in verdicts]
+    results = [race.verified(name, decided[name]["images"] if name in decided else None)
+               for name in distinct]
+    prefixes = {(picks[budget], verdict["images"]): race.verified(picks[budget], verdict["images"])
+                for name, verdict in decided.items() for budget in compared_at[name]}
+    return results, prefixes
+
+
+def _load_decisions(study: Study) -> dict[str, dict[str, Any]]:
+    path = study.path(*RACE_FILE)
+    if not path.exists():
+        return {}
+    found = read_json(path, rerun_stage(study.directory, "verify"))
+    return dict(found) if isinstance(found, dict) else {}
+
+
+def _save_decisions(study: Study, decided: dict[str, dict[str, Any]]) -> None:
+    atomic_write_json(study.path(*RACE_FILE), decided)
+
+
