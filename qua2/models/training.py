@@ -80,8 +80,26 @@ def train_ddpm(
     )
     # Set in DDPMScheduler.__init__, which diffusers' @register_to_config hides from mypy.
     alphas = scheduler.alphas_cumprod.to(images.dtype)  # type: ignore[attr-defined]
-    # Denormal floats make CPU kernels crawl late in training, when updates become tiny.
-    previous_flush = torch.set_flush_denormal(True)
+    # Denormal floats make CPU kernels crawl late in training, when updates become tiny. The
+    # flag is the thread's (x86 MXCSR): put back what it was, or every later float computation
+    # in this process would flush denormals too.
+    flushing = flushes_denormals()
+    torch.set_flush_denormal(True)
+    try:
+        return _train_loop(module, images, labels, denoise, recipe, alphas, desc)
+    finally:
+        torch.set_flush_denormal(flushing)
+
+
+def flushes_denormals() -> bool:
+    """Whether this thread's CPU flushes denormal floats to zero now (torch can set the mode
+    but not read it: a denormal times one is zero only when flushing)."""
+    return bool((torch.tensor([1e-310], dtype=torch.float64) * 1.0).item() == 0.0)
+
+
+def _train_loop(module: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                denoise: DenoiseFn, recipe: TrainRecipe, alphas: torch.Tensor,
+                desc: str) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)  # also drives dropout inside the module (DiT label drop)
         ema = copy.deepcopy(module).eval().requires_grad_(False)
@@ -106,6 +124,5 @@ def train_ddpm(
             schedule.step()
             _ema_update(ema, module, _ema_decay(step, recipe))
             progress.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-    torch.set_flush_denormal(previous_flush)
     module.eval()
     return ema

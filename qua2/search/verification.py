@@ -337,9 +337,9 @@ def paired_comparisons(study: Study, candidates: list[Candidate], results: list[
         # the images that measure it.
         for pick, other in ((p, o) for p in picks for o in others):
             a, b = by_id[pick.config.digest()], by_id[other.config.digest()]
-            shared = int(b.metrics.get("n_images", 0))
-            if prefixes and shared < a.metrics.get("n_images", 0):
-                a = prefixes[(pick.config.digest(), shared)]
+            shared = b.metrics.get("n_images")  # fewer than a's: racing stopped b early
+            if prefixes and shared is not None and shared < a.metrics.get("n_images", shared):
+                a = prefixes[(pick.config.digest(), int(shared))]
             if primary not in a.draws or primary not in b.draws:
                 continue  # a primary metric without bootstrap draws (custom scorer)
             delta, low, high = paired_difference(a, b, primary)
@@ -348,7 +348,7 @@ def paired_comparisons(study: Study, candidates: list[Candidate], results: list[
             rows.append({"budget": budget, "pick": pick.name, "pick_bits": pick.avg_bits,
                          "other": other.name, "other_kind": other.kind,
                          "other_bits": other.avg_bits, "metric": primary,
-                         "images": int(b.metrics.get("n_images", 0)), "delta": delta,
+                         "images": None if shared is None else int(shared), "delta": delta,
                          "delta_lo": low, "delta_hi": high,
                          "verdict": "better" if better else "worse" if worse else "tie"})
     return pd.DataFrame(rows)

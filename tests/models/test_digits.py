@@ -85,3 +85,26 @@ def test_trained_models_draw_the_requested_digit(name):
     labels = [i % 10 for i in range(200)]
     images = adapter.generate(labels, list(range(200)), steps=20)
     assert load_digits_classifier().accuracy(images, torch.tensor(labels)) >= 0.9
+
+
+def test_training_leaves_the_denormal_mode_as_it_found_it():
+    """Training flushes denormals for speed; the process must not keep flushing afterwards
+    (every later float computation — and hypothesis's own float checks — would change)."""
+    from torch import nn
+
+    from qua2.models.training import flushes_denormals, train_ddpm
+
+    def denoise(module, noisy, t, label):
+        return module(noisy)
+
+    images, labels = torch.zeros(4, 1, 2, 2), torch.zeros(4, dtype=torch.long)
+    recipe = TrainRecipe(steps=2, batch_size=2)
+    assert not flushes_denormals()
+    train_ddpm(nn.Conv2d(1, 1, 1), images, labels, denoise, recipe)
+    assert not flushes_denormals()
+    torch.set_flush_denormal(True)  # and a caller who flushes keeps flushing
+    try:
+        train_ddpm(nn.Conv2d(1, 1, 1), images, labels, denoise, recipe)
+        assert flushes_denormals()
+    finally:
+        torch.set_flush_denormal(False)

@@ -85,7 +85,7 @@ def test_a_stopped_baseline_is_compared_on_the_images_both_have(verified):
         pick = ids[f"{row.pick}@{row.budget}"]
         other = ids[f"{row.other}@{row.budget}"]
         assert row.images == decided[other]["images"]
-        first = np.arange(row.images)  # recomputed from the stored per-image scores
+        first = np.arange(int(row.images))  # recomputed from the stored per-image scores
         expected = (_scores(verified, pick).aggregate(first)["digits_fid"]
                     - _scores(verified, other).aggregate(first)["digits_fid"])
         assert row.delta == pytest.approx(expected, rel=1e-9)

@@ -93,7 +93,8 @@ def test_paired_comparisons_and_their_markdown():
     metrics = MetricsSection(primary="digits_fid", lower_is_better=True)
     study = SimpleNamespace(config=SimpleNamespace(metrics=metrics, verification_images=300,
                                                    selection_images=64,
-                                                   seeds=SimpleNamespace(selection=2_000_000)),
+                                                   seeds=SimpleNamespace(selection=2_000_000),
+                                                   images=SimpleNamespace(racing=False)),
                             precision_label="A16")
     both = paired_comparisons(study, candidates, results)
     assert list(both["pick"]) == ["qua2-1", "qua2-1", "qua2-2", "qua2-2"]
@@ -107,6 +108,7 @@ def test_paired_comparisons_and_their_markdown():
     assert "- vs uniform: -20 [" in text and "→ better" in text
     assert "anchor-kmeans_c-w4 at 5.600 bits" in text
     assert "chosen among its search picks on 64 other images" in text
+    assert "first" not in text and "Racing" not in text  # every row on all its images
 
 
 def test_pareto_colours_tell_qua2_picks_from_the_qua2sedimo_baseline():
