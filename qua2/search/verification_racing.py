@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qua2.io import atomic_write_json, read_json, rerun_stage
+from qua2.log import say
 from qua2.stats import bootstrap_indices, paired_interval
 from qua2.study.racing import image_levels, load_ingredients, save_ingredients
 from qua2.study.study import Study
@@ -123,13 +124,14 @@ class VerificationRace:
                                 lambda name, scores: found.__setitem__(name, scores),
                                 start=start)
             return found
+        from qua2.progress import progress_bar
         from qua2.search.verification import _subset
         from qua2.study.evaluate import generate_images
 
         part = _subset(self.reference, np.arange(start, stop))
         return {name: self.scorer.image_scores(
             generate_images(self.study, self.candidates[name][1], self.cache, part), part)
-            for name in names}
+            for name in progress_bar(names, desc=f"verify {start}–{stop}", unit="config")}
 
     def _from_arrays(self, arrays: dict[str, np.ndarray]) -> ImageScores:
         from qua2.metrics.per_image import ImageScores
@@ -194,11 +196,15 @@ def race_verification(study: Study, candidates: list[Candidate],
         race.grow([name], verdict["images"])
     running = [name for name in distinct if name not in decided]
     for count in verification_levels(study):
+        say(f"verification racing: {len(running)} candidates on {count} held-out images")
         race.grow(running, count)
         if count == study.config.verification_images:
             break
         verdicts = stops(study, race, picks, {n: b for n, b in compared_at.items()
                                               if n in running}, count)
+        if verdicts:
+            say(f"verification racing: {len(verdicts)} baselines already beaten by qua2's "
+                f"pick stop at {count} images")
         decided.update(verdicts)
         _save_decisions(study, decided)
         running = [name for name in running if name not in verdicts]
