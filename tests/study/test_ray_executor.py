@@ -127,17 +127,22 @@ def test_a_racing_study_on_ray_gets_the_local_rows_and_verdicts(ray_instance, pr
     assert any(len(tags.get("race", [])) > 0 for _, _, tags in rows["ray"].values())
 
 
-def test_ray_verification_matches_local_verification(ray_instance, prepared, tmp_path):
-    from qua2.search.verification import verify
+def _one_candidate(prepared, tmp_path, name: str, kind: str):
+    """A copy of the study, one random configuration as the candidate ``pick``, its cache."""
     from qua2.specs import QuantConfig
     from qua2.study.option_cache import open_option_cache
 
-    study = _copy(prepared, tmp_path, "verify")
+    study = _copy(prepared, tmp_path, name)
     queue_random(study, 1)
     with Store(study.path("study.sqlite")) as store:
         row = store.rows()[0]
-    candidates = {"pick": ("search", QuantConfig.from_dict(row.config))}
-    cache = open_option_cache(study)
+    return study, {"pick": (kind, QuantConfig.from_dict(row.config))}, open_option_cache(study)
+
+
+def test_ray_verification_matches_local_verification(ray_instance, prepared, tmp_path):
+    from qua2.search.verification import verify
+
+    study, candidates, cache = _one_candidate(prepared, tmp_path, "verify", "search")
     local = verify(study, candidates, cache, rounds=30)
     # One candidate, two actors: its 40 seeds are split at the batch size (32 + 8).
     distributed = verify(study, candidates, cache, rounds=30, executor=RAY)
@@ -254,15 +259,8 @@ def _alive(pid: int) -> bool:
 def test_ray_verification_racing_grows_a_candidate_like_local(ray_instance, prepared, tmp_path):
     """Verification racing on Ray generates only the images a candidate lacks (16 → 40)."""
     from qua2.search.verification_racing import VerificationRace
-    from qua2.specs import QuantConfig
-    from qua2.study.option_cache import open_option_cache
 
-    study = _copy(prepared, tmp_path, "verify-race")
-    queue_random(study, 1)
-    with Store(study.path("study.sqlite")) as store:
-        row = store.rows()[0]
-    candidates = {"pick": ("qua2", QuantConfig.from_dict(row.config))}
-    cache = open_option_cache(study)
+    study, candidates, cache = _one_candidate(prepared, tmp_path, "verify-race", "qua2")
     grown = {}
     for name, executor in (("local", None), ("ray", RAY)):
         shutil.rmtree(study.path("verification"), ignore_errors=True)
