@@ -170,7 +170,8 @@ def stops(study: Study, race: VerificationRace, picks: Mapping[float, str],
                                         shift_bias=primary in FRECHET_METRICS)
             gaps.append(low)
         if gaps and min(gaps) > 0:
-            verdicts[name] = {"images": count, "verdict": "stop", "gap_low": min(gaps)}
+            verdicts[name] = {"images": count, "verdict": "stop", "gap_low": min(gaps),
+                              "against": [picks[budget] for budget in budgets]}
     return verdicts
 
 
@@ -190,8 +191,10 @@ def race_verification(study: Study, candidates: list[Candidate],
         if c.kind == "baseline" and budget is not None and budget in picks and \
                 c.config.digest() not in protected:
             compared_at.setdefault(c.config.digest(), []).append(budget)
+    # A decision stands only against the picks it was made against (a new search, new picks).
     decided = {name: verdict for name, verdict in _load_decisions(study).items()
-               if name in compared_at}
+               if name in compared_at
+               and verdict.get("against") == [picks[b] for b in compared_at[name]]}
     for name, verdict in decided.items():  # ingredients lost since: generated again
         race.grow([name], verdict["images"])
     running = [name for name in distinct if name not in decided]
@@ -208,7 +211,8 @@ def race_verification(study: Study, candidates: list[Candidate],
         decided.update(verdicts)
         _save_decisions(study, decided)
         running = [name for name in running if name not in verdicts]
-    results = [race.verified(name, decided[name]["images"] if name in decided else None)
+    total = study.config.verification_images  # ingredients may hold more from a larger run
+    results = [race.verified(name, decided[name]["images"] if name in decided else total)
                for name in distinct]
     prefixes = {(picks[budget], verdict["images"]): race.verified(picks[budget], verdict["images"])
                 for name, verdict in decided.items() for budget in compared_at[name]}

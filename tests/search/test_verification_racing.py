@@ -116,6 +116,9 @@ def test_rerun_resumes_and_rebuilds_lost_ingredients(verified):
     decided = json.loads(verified.path(*RACE_FILE).read_text())
     lost = next(iter(decided))
     scores_path(verified.path("verification"), lost).unlink()
+    # A decision made against other picks (an earlier search) is not trusted: decided again.
+    stale = {**decided, lost: {**decided[lost], "images": TOTAL // 2, "against": ["other"]}}
+    verified.path(*RACE_FILE).write_text(json.dumps(stale))
     run_study(verified.path("study.yaml"), verified.directory, RunOptions(threads=1), ["verify"])
     after = _results(verified)
     assert json.loads(verified.path(*RACE_FILE).read_text()) == decided
