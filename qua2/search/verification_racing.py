@@ -153,17 +153,19 @@ def _prefix(scores: ImageScores, count: int) -> ImageScores:
 def stops(study: Study, race: VerificationRace, picks: Mapping[float, str],
           compared_at: Mapping[str, list[float]], count: int) -> dict[str, dict[str, Any]]:
     """Baselines to stop at ``count`` images: beaten by the pick at every budget they are
-    compared at, one-sided at ``error_rate`` (module docs)."""
+    compared at, one-sided at min(``error_rate``, :data:`MAX_ERROR_RATE`) (module docs)."""
     from qua2.search.verification import FRECHET_METRICS
 
     primary = study.config.metrics.primary_metric
     sign = -1.0 if study.config.metrics.primary_lower_is_better else 1.0
     level = 1 - 2 * min(study.config.images.error_rate, MAX_ERROR_RATE)
     verdicts = {}
+    pick_at = {budget: race.verified(pick, count) for budget, pick in picks.items()}
     for name, budgets in compared_at.items():
         gaps = []
+        other = race.verified(name, count)
         for budget in budgets:
-            pick, other = race.verified(picks[budget], count), race.verified(name, count)
+            pick = pick_at[budget]
             delta = sign * (pick.metrics[primary] - other.metrics[primary])
             _, low, _ = paired_interval(sign * np.asarray(pick.draws[primary]),
                                         sign * np.asarray(other.draws[primary]), delta, level,
