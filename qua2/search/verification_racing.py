@@ -29,7 +29,7 @@ its new images.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,8 +47,8 @@ if TYPE_CHECKING:
     from qua2.specs import QuantConfig
     from qua2.study.config import ExecutorSection
 
-#: Candidate kinds that always get every verification image.
-PROTECTED_KINDS = ("fp", "qua2", "anchor")
+#: Candidate kinds that always get every verification image (and so does the FP model).
+PROTECTED_KINDS = ("qua2", "anchor")
 RACE_FILE = ("verification", "race.json")
 #: One-sided error rate of a stop at most that of the tables' 95% paired intervals.
 MAX_ERROR_RATE = 0.025
@@ -86,18 +86,21 @@ class VerificationRace:
         return self.scores[name].n_images if name in self.scores else 0
 
     def grow(self, names: list[str], count: int) -> None:
-        """Generate and score the images ``have … count`` of each of ``names``."""
-        from qua2.metrics.per_image import ImageScores
-
+        """Generate and score the images ``have … count`` of each of ``names``; each
+        candidate's ingredients are saved as soon as it is scored (what a resume starts from)."""
         by_start: dict[int, list[str]] = {}
         for name in names:
             if self.have(name) < count:
                 by_start.setdefault(self.have(name), []).append(name)
         for start, group in sorted(by_start.items()):
-            for name, part in self._score_range(group, start, count).items():
-                whole = part if start == 0 else ImageScores.concat([self.scores[name], part])
-                self.scores[name] = whole
-                save_ingredients(self.directory, name, whole.to_arrays())
+            self._score_range(group, start, count, self._extend)
+
+    def _extend(self, name: str, part: ImageScores) -> None:
+        from qua2.metrics.per_image import ImageScores
+
+        whole = ImageScores.concat([self.scores[name], part]) if name in self.scores else part
+        self.scores[name] = whole
+        save_ingredients(self.directory, name, whole.to_arrays())
 
     def verified(self, name: str, count: int | None = None) -> Verified:
         """``name`` verified on its first ``count`` images (default: all it has), with draws
@@ -114,24 +117,25 @@ class VerificationRace:
         bits = None if config is None else average_bits(config, self.cache)
         return Verified(name, kind, bits, *measured)
 
-    def _score_range(self, names: list[str], start: int, stop: int) -> dict[str, ImageScores]:
+    def _score_range(self, names: list[str], start: int, stop: int,
+                     on_scored: Callable[[str, ImageScores], None]) -> None:
+        """Per-image scores of images ``start … stop`` of each of ``names`` (Ray actors or
+        here), passed to ``on_scored`` candidate by candidate."""
         if self.executor is not None and self.executor.kind == "ray":
             from qua2.study.ray_executor import verification_scores
 
-            found: dict[str, ImageScores] = {}
             configs = {n: _as_dict(self.candidates[n][1]) for n in names}
-            verification_scores(self.study, self.executor, configs, stop,
-                                lambda name, scores: found.__setitem__(name, scores),
+            verification_scores(self.study, self.executor, configs, stop, on_scored,
                                 start=start)
-            return found
+            return
         from qua2.progress import progress_bar
         from qua2.search.verification import _subset
         from qua2.study.evaluate import generate_images
 
         part = _subset(self.reference, np.arange(start, stop))
-        return {name: self.scorer.image_scores(
-            generate_images(self.study, self.candidates[name][1], self.cache, part), part)
-            for name in progress_bar(names, desc=f"verify {start}–{stop}", unit="config")}
+        for name in progress_bar(names, desc=f"verify {start}–{stop}", unit="config"):
+            images = generate_images(self.study, self.candidates[name][1], self.cache, part)
+            on_scored(name, self.scorer.image_scores(images, part))
 
     def _from_arrays(self, arrays: dict[str, np.ndarray]) -> ImageScores:
         from qua2.metrics.per_image import ImageScores

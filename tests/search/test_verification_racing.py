@@ -126,3 +126,29 @@ def test_rerun_resumes_and_rebuilds_lost_ingredients(verified):
     for name, result in before.items():
         for metric, value in result["metrics"].items():
             assert after[name]["metrics"][metric] == pytest.approx(value, rel=1e-6, abs=1e-9)
+
+
+def test_an_interrupted_level_keeps_the_candidates_already_scored(verified, tmp_path):
+    from qua2.search.stage import load_candidates
+    from qua2.search.verification_racing import VerificationRace
+    from qua2.study.option_cache import open_option_cache
+
+    first, second = [c for c in load_candidates(verified) if c.kind == "anchor"][:2]
+    candidates = {c.config.digest(): (c.kind, c.config) for c in (first, second)}
+    race = VerificationRace(verified, candidates, open_option_cache(verified), rounds=20)
+    race.directory, race.scores = tmp_path, {}  # start from nothing
+    score = race.scorer.image_scores
+    calls = []
+
+    def interrupted(images, reference):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return score(images, reference)
+
+    race.scorer.image_scores = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        race.grow(list(candidates), 16)
+    kept = load_ingredients(tmp_path, first.config.digest())
+    assert kept is not None and len(kept["per_image/mse"]) == 16
+    assert load_ingredients(tmp_path, second.config.digest()) is None
