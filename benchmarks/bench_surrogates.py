@@ -1,16 +1,16 @@
 """Benchmark: surrogate accuracy and cost on synthetic studies with a known ground truth.
 
 For each size (transformer blocks of the synthetic DiT-like graph) it builds a study with
-``--configs`` random configs (``qua2.testing.synthetic_study``), runs k-fold CV of every surrogate
+``--configs`` random configs (``tests.fixtures.synthetic_study``), runs k-fold CV of every surrogate
 and prints a Markdown table: held-out Spearman ρ / Kendall τ / NDCG@10, seconds per fit, and
 for XGBoost the SHAP time and the rank correlation of mean |SHAP| with the true per-layer
 sensitivity. ``--graph FAMILY`` also times one GNN training step and one inference batch on
 the traced full-size graph of a real architecture (meta device, no weights).
 
-    python benchmarks/bench_surrogates.py                          # 4 blocks, ridge + xgb
-    python benchmarks/bench_surrogates.py --blocks 4 28 --surrogates ridge xgb gnn --epochs 60
-    python benchmarks/bench_surrogates.py --graph pixart --batch 32
-    python benchmarks/bench_surrogates.py --json results.json
+    python -m benchmarks.bench_surrogates                          # 4 blocks, ridge + xgb
+    python -m benchmarks.bench_surrogates --blocks 4 28 --surrogates ridge xgb gnn --epochs 60
+    python -m benchmarks.bench_surrogates --graph pixart --batch 32
+    python -m benchmarks.bench_surrogates --json results.json
 
 Results are recorded in docs/surrogates.md (machine and load noted there).
 """
@@ -37,7 +37,7 @@ def bench_size(blocks: int, configs: int, kinds: list[str], epochs: int, folds: 
     from qua2.surrogates.data import load_study_data
     from qua2.surrogates.fit import FitOptions, make_surrogate
     from qua2.surrogates.ranking import spearman
-    from qua2.testing.synthetic_study import make_synthetic_study
+    from tests.fixtures.synthetic_study import make_synthetic_study
 
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -69,10 +69,10 @@ def bench_size(blocks: int, configs: int, kinds: list[str], epochs: int, folds: 
 def bench_graph(family: str, batch: int, repeat: int) -> dict:
     """Seconds per GNN training step and per inference batch on a full-size traced graph."""
     from qua2.graph import trace
+    from qua2.models.architectures import full_size_denoiser
     from qua2.specs import SearchSpace
     from qua2.surrogates.encoding import ConfigEncoder
     from qua2.surrogates.gnn import GNNSurrogate
-    from qua2.testing.tiny_models import full_size_denoiser
 
     module, example = full_size_denoiser(family)
     graph = trace(module, *example.args, **example.kwargs)

@@ -1,7 +1,7 @@
 """Benchmark: trace full-size denoiser architectures on the ``meta`` device.
 
 Builds each published architecture with no weights
-(``qua2.testing.tiny_models.full_size_denoiser``), traces it ``--repeat`` times and prints a
+(``qua2.models.architectures.full_size_denoiser``), traces it ``--repeat`` times and prints a
 Markdown table: median/min trace time, nodes, edges, weight layers, parameters, and the node
 count Qua²SeDiMo reports for its hand-written graph.
 
@@ -25,7 +25,7 @@ import time
 import torch
 
 from qua2.graph import trace
-from qua2.testing.tiny_models import FULL_SIZE_FAMILIES, full_size_denoiser
+from qua2.models.architectures import FULL_SIZE_FAMILIES, full_size_denoiser
 
 #: Node counts of Qua²SeDiMo's hand-written graphs (Mills et al., AAAI 2025).
 QUA2SEDIMO_NODES = {"dit": 369, "pixart": 568, "hunyuan": 844, "sd15": 432, "sdxl": 1316}

@@ -30,7 +30,6 @@ LAYERS: list[set[str]] = [
     {"search"},
     {"export"},
     {"report"},
-    {"testing"},
     {"pipeline"},
     {"cli", "__main__"},
     {"<root>"},

@@ -74,7 +74,7 @@ def _load_graph(args: argparse.Namespace) -> tuple[str, Any]:
 
         adapter = load_model(args.model, args.path, **_options(args.option))
         return args.model, trace_adapter(adapter)
-    from qua2.testing import tiny_models as tiny
+    from qua2.models import architectures as tiny
 
     if args.tiny:
         module, example = tiny.tiny_denoiser(args.tiny)

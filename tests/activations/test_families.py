@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from qua2.activations import ActivationSetting, quantized_activations
-from qua2.testing.tiny_models import tiny_denoiser
+from qua2.models.architectures import tiny_denoiser
 
 FAMILIES = ["dit", "pixart", "unet2d", "sd15", "sdxl", "sd3", "flux", "hunyuan"]
 

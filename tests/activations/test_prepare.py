@@ -51,7 +51,7 @@ def test_first_last_layers_follow_execution_order(tiny_dit, dit_inputs):
 
 
 def test_first_layer_of_a_unet_is_conv_in():
-    from qua2.testing.tiny_models import tiny_denoiser
+    from qua2.models.architectures import tiny_denoiser
 
     module, inputs = tiny_denoiser("unet2d")
     assert first_last_layers(module, inputs) == ["conv_in", "conv_out"]

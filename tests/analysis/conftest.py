@@ -14,7 +14,7 @@ torch.set_num_threads(1)  # the CPU is shared; everything here is tiny
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory):
     """A synthetic DiT-like study (2 blocks, 160 random configs, anchors, sweep); not fitted."""
-    from qua2.testing.synthetic_study import make_synthetic_study
+    from tests.fixtures.synthetic_study import make_synthetic_study
 
     study, _ = make_synthetic_study(tmp_path_factory.mktemp("analysis-a"), n_random=160,
                                     n_blocks=2, seed=3)
@@ -26,7 +26,7 @@ def fitted_dir(tmp_path_factory):
     """A second synthetic study with ridge + XGBoost fitted and the ridge explained."""
     from qua2.explain import ExplainOptions, explain_study
     from qua2.surrogates import FitOptions, fit_study
-    from qua2.testing.synthetic_study import make_synthetic_study
+    from tests.fixtures.synthetic_study import make_synthetic_study
 
     study, _ = make_synthetic_study(tmp_path_factory.mktemp("analysis-b"), n_random=90,
                                     n_blocks=1, sweep=False, seed=5)

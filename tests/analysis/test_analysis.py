@@ -1,5 +1,5 @@
 """The analysis scripts on synthetic studies whose true sensitivities and method preferences
-are known (``qua2.testing.synthetic_study``: attention prefers kmeans_c, feed-forwards uaq,
+are known (``tests.fixtures.synthetic_study``: attention prefers kmeans_c, feed-forwards uaq,
 kmeans_a is worst everywhere; the patch layers are the most sensitive)."""
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def test_surrogate_quality_from_the_fit_reports(fitted_dir, synthetic_dir, tmp_p
 def test_too_few_configs_or_an_unexplained_surrogate_is_one_clear_error(tmp_path, monkeypatch,
                                                                         capsys, synthetic_dir):
     from analysis.common import run_main
-    from qua2.testing.synthetic_study import make_synthetic_study
+    from tests.fixtures.synthetic_study import make_synthetic_study
 
     study, _ = make_synthetic_study(tmp_path / "tiny", n_random=5, n_blocks=1, sweep=False)
     monkeypatch.setattr(sys, "argv", ["insights.py", str(study.directory), "--out",

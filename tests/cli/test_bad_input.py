@@ -203,7 +203,7 @@ def test_model_directory_that_is_not_a_pipeline_is_refused(cli, tmp_path):
 
 
 def test_pipeline_conditioned_otherwise_than_the_study_is_refused(cli, tmp_path):
-    from qua2.testing.tiny_pipelines import tiny_pipeline
+    from tests.fixtures.tiny_pipelines import tiny_pipeline
 
     tiny_pipeline("dit").save_pretrained(tmp_path / "dit")
     prompts = tmp_path / "prompts.txt"

@@ -15,7 +15,7 @@ torch.set_num_threads(1)  # the CPU is shared; every model here is tiny
 def fitted(tmp_path_factory):
     """``(study, truth)`` after ``fit_study`` (3 folds, no learning curve)."""
     from qua2.surrogates.fit import FitOptions, fit_study
-    from qua2.testing.synthetic_study import make_synthetic_study
+    from tests.fixtures.synthetic_study import make_synthetic_study
 
     study, truth = make_synthetic_study(tmp_path_factory.mktemp("explain"), n_random=240,
                                         n_blocks=3, seed=4)

@@ -44,7 +44,7 @@ def test_group_data_is_the_mean_bit_width(xgb_explanation):
 
 def test_option_preference_shows_the_known_method_preferences(xgb_explanation, data, graph):
     """The synthetic truth: attention prefers kmeans_c, feed-forwards prefer uaq, and
-    kmeans_a is worst everywhere (qua2.testing.synthetic_study.METHOD_MULT)."""
+    kmeans_a is worst everywhere (tests.fixtures.synthetic_study.METHOD_MULT)."""
     table = layer_table(data.encoder.layers, graph)
     pref = option_preference(xgb_explanation, table, by="component")
     low = pref[pref["bits"] == 3].set_index(["group", "method"])["mean_shap"]

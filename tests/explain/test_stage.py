@@ -74,7 +74,7 @@ def test_explain_errors(fitted, tmp_path):
 @pytest.mark.slow
 def test_explain_the_gnn_end_to_end(tmp_path):
     from qua2.surrogates.fit import FitOptions, fit_study
-    from qua2.testing.synthetic_study import make_synthetic_study
+    from tests.fixtures.synthetic_study import make_synthetic_study
 
     study, _ = make_synthetic_study(tmp_path / "g", n_random=60, n_blocks=1)
     fit_study(study, FitOptions(surrogates=("gnn",), folds=3, gnn_epochs=10))

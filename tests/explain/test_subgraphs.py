@@ -62,7 +62,7 @@ def test_gnn_embedding_scores(tmp_path):
     from qua2.study.graph import study_graph
     from qua2.surrogates.data import load_study_data
     from qua2.surrogates.gnn import GNNSurrogate
-    from qua2.testing.synthetic_study import make_synthetic_study
+    from tests.fixtures.synthetic_study import make_synthetic_study
 
     study, _ = make_synthetic_study(tmp_path / "g", n_random=40, n_blocks=1, sweep=False)
     data, graph = load_study_data(study), study_graph(study)

@@ -7,7 +7,7 @@ import functools
 import pytest
 
 from qua2.graph import OpGraph, trace
-from qua2.testing.tiny_models import TINY_FAMILIES, tiny_denoiser
+from qua2.models.architectures import TINY_FAMILIES, tiny_denoiser
 
 
 @functools.cache

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from qua2.graph import OP_TYPES, ROLE_COMPONENTS, STAGES, trace
+from qua2.models.architectures import full_size_denoiser
 from qua2.quant.layers import quantizable_layers
-from qua2.testing.tiny_models import full_size_denoiser
 
 
 def test_single_weakly_connected_component(graph):

@@ -8,7 +8,7 @@ from torch import nn
 
 from qua2.errors import Qua2Error
 from qua2.graph import trace
-from qua2.testing.tiny_models import example_inputs, tiny_config, tiny_denoiser
+from qua2.models.architectures import example_inputs, tiny_config, tiny_denoiser
 
 
 def _topology(graph) -> tuple:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qua2.testing.tiny_pipelines import tiny_pipeline
+from tests.fixtures.tiny_pipelines import tiny_pipeline
 
 
 @pytest.fixture(scope="module")

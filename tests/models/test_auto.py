@@ -1,8 +1,8 @@
 """``family: auto``: any diffusers pipeline, driven through its own ``__call__``.
 
 Tiny pipelines (real component classes, random weights, saved to disk) of the named families
-(:mod:`qua2.testing.tiny_pipelines`) and of families qua2 has no name for
-(:mod:`qua2.testing.tiny_auto_pipelines`) must load, sample deterministically, trace, quantize
+(:mod:`tests.fixtures.tiny_pipelines`) and of families qua2 has no name for
+(:mod:`tests.fixtures.tiny_auto_pipelines`) must load, sample deterministically, trace, quantize
 and calibrate with no code of their own. The named families' images against those of qua2's
 former hand-written adapters: tests/models/test_pipelines.py.
 """
@@ -22,7 +22,7 @@ from qua2.errors import Qua2Error
 from qua2.graph.tracer import trace_adapter
 from qua2.models import load_model
 from qua2.models.families.auto import CallSignature, PipelineAdapter, PromptCache
-from qua2.testing.tiny_auto_pipelines import (
+from tests.fixtures.tiny_auto_pipelines import (
     AUTO_TINY_FAMILIES,
     TINY_AUTO_RESOLUTION,
     save_tiny_auto_pipeline,

@@ -1,6 +1,6 @@
 """The named diffusers families: tiny pipelines saved to disk, loaded with ``load_model(family)``.
 
-Each pipeline (:func:`qua2.testing.tiny_pipelines.tiny_pipeline`) has the family's real
+Each pipeline (:func:`tests.fixtures.tiny_pipelines.tiny_pipeline`) has the family's real
 component classes — CLIP/T5/BERT text encoders, tokenizers, ``AutoencoderKL``, scheduler — so
 this is the loading path of a real checkpoint, offline. A named family is the generic
 pipeline-driven adapter (qua2/models/families/auto.py) plus a check of the directory's pipeline
@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from qua2.errors import Qua2Error
 from qua2.models import load_model
 from qua2.models.families import PipelineAdapter
-from qua2.testing.tiny_pipelines import TINY_PIPELINE_FAMILIES, tiny_pipeline
+from tests.fixtures.tiny_pipelines import TINY_PIPELINE_FAMILIES, tiny_pipeline
 
 FAMILIES = list(TINY_PIPELINE_FAMILIES)
 SEEDS = [0, 1, 0, 1]

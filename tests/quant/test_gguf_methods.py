@@ -102,7 +102,7 @@ def test_diffusers_loads_the_file_natively_and_keeps_it_quantized(family, tmp_pa
     from diffusers import GGUFQuantizationConfig
     from diffusers.quantizers.gguf.utils import GGUFParameter
 
-    from qua2.testing.tiny_models import tiny_denoiser
+    from qua2.models.architectures import tiny_denoiser
 
     torch.manual_seed(0)
     module, example = tiny_denoiser(family)

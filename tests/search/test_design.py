@@ -36,7 +36,7 @@ class StatsCache:
 
 
 def _synthetic(tmp_path, name: str, monkeypatch, total=64, share=0.3):
-    from qua2.testing.synthetic_study import make_synthetic_study
+    from tests.fixtures.synthetic_study import make_synthetic_study
 
     study, truth = make_synthetic_study(tmp_path / name, n_random=1, n_blocks=2, sweep=False,
                                         noise=0.0, seed=4)

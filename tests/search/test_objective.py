@@ -32,7 +32,7 @@ def _table(layers: tuple[str, ...], options=tuple(SPACE)) -> CostTable:
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     """A one-block synthetic study (11 layers, 40 random configs, no sweep)."""
-    from qua2.testing.synthetic_study import make_synthetic_study
+    from tests.fixtures.synthetic_study import make_synthetic_study
 
     return make_synthetic_study(tmp_path_factory.mktemp("objective"), n_random=40,
                                 n_blocks=1, sweep=False, seed=3)

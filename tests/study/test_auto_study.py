@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from qua2.cli import main
-from qua2.testing.tiny_auto_pipelines import save_tiny_auto_pipeline
+from tests.fixtures.tiny_auto_pipelines import save_tiny_auto_pipeline
 
 #: Budgets inside each tiny search space (tiny layers carry large per-channel overheads).
 BUDGETS = {"sana": 5.0, "lcm": 4.5, "wan": 5.0}

@@ -1,4 +1,4 @@
-"""Synthetic studies with a known ground truth (qua2.testing.synthetic_study), built once."""
+"""Synthetic studies with a known ground truth (tests.fixtures.synthetic_study), built once."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ torch.set_num_threads(1)  # the CPU is shared; every model here is tiny
 @pytest.fixture(scope="session")
 def synthetic(tmp_path_factory):
     """``(study, truth)``: 3 transformer blocks (25 layers), 200 random configs, sweep rows."""
-    from qua2.testing.synthetic_study import make_synthetic_study
+    from tests.fixtures.synthetic_study import make_synthetic_study
 
     return make_synthetic_study(tmp_path_factory.mktemp("synthetic"), n_random=200,
                                 n_blocks=3, seed=1)
@@ -27,7 +27,7 @@ def data(synthetic):
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """A one-block study (11 layers, 60 random configs) for the GNN."""
-    from qua2.testing.synthetic_study import make_synthetic_study
+    from tests.fixtures.synthetic_study import make_synthetic_study
 
     return make_synthetic_study(tmp_path_factory.mktemp("tiny"), n_random=60, n_blocks=1,
                                 sweep=False, seed=2)

@@ -68,7 +68,7 @@ def test_fit_errors(synthetic, tmp_path):
 @pytest.mark.slow
 def test_stage_fit_runs_every_surrogate(tmp_path):
     from qua2.surrogates.fit import stage_fit
-    from qua2.testing.synthetic_study import make_synthetic_study
+    from tests.fixtures.synthetic_study import make_synthetic_study
 
     study, _ = make_synthetic_study(tmp_path / "s", n_random=60, n_blocks=1, sweep=False)
     stage_fit(study, argparse.Namespace(threads=1))

@@ -1,7 +1,8 @@
 """Tiny random denoisers of every supported family, plus full-size architectures on ``meta``.
 
-Test fixtures and tracing benchmarks need the *architecture* of each diffusers denoiser, not
-its weights. This module builds them from plain init dicts (nothing is downloaded):
+Tracing (``qua2 graph --tiny`` / ``--full-size``), its benchmarks and the test fixtures need
+the *architecture* of each diffusers denoiser, not its weights. This module builds them from
+plain init dicts (nothing is downloaded):
 
 * :func:`tiny_denoiser` — a seeded, float32, CPU instance a few thousand parameters large,
   with example inputs that exercise the same code paths as the real model (the same
@@ -11,7 +12,7 @@ its weights. This module builds them from plain init dicts (nothing is downloade
 * :func:`example_inputs` — forward arguments for either, at any batch size and latent size,
   so callers can check that something does not depend on them.
 
-Public, stable API (imported by model adapters and tests)::
+Public, stable API (imported by the CLI, benchmarks and tests)::
 
     TINY_FAMILIES: tuple[str, ...]
     FULL_SIZE_FAMILIES: tuple[str, ...]
