@@ -141,9 +141,7 @@ class CalibrationSet:
     # ------------------------------------------------------------------ storage
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (safetensors) atomically."""
-
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"inputs": self.inputs.contiguous().cpu(),
                    "timesteps": self.timesteps.contiguous().cpu()}
         plain = {}
@@ -160,7 +158,6 @@ class CalibrationSet:
 
     @classmethod
     def load(cls, path: str | Path) -> CalibrationSet:
-
         path = Path(path)
         tensors, header = load_safetensors(path, "delete it so it is drawn again")
         if header.get("format") != CALIBSET_FORMAT or header.get("version") != CALIBSET_VERSION:

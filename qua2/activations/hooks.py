@@ -108,31 +108,23 @@ def install_sites(module: nn.Module, handle: ActivationHandle,
     try:
         removers.append(module.register_forward_pre_hook(_root_hook(handle),
                                                          with_kwargs=True).remove)
-        _install_layer_hooks(subs, sites, fn, removers)
+        bos = _bos_snapshot(subs, sites)
+        outs = {s.module: s for s in sites if s.kind == QKV}
+        for site in (s for s in sites if s.kind == INPUT):
+            pre_hook = _input_hook(site, fn)
+            removers.append(subs[site.module].register_forward_pre_hook(pre_hook).remove)
+        for name in sorted(set(outs) | set(bos)):
+            hook = _output_hook(outs.get(name), bos.get(name), fn)
+            removers.append(subs[name].register_forward_hook(hook).remove)
         for site in (s for s in sites if s.kind == PROBS):
             attn = subs[site.module]
             previous = swap_processor(
-                attn, ProbsQuantProcessor(attn.processor, _bind(site, fn)))
+                attn, ProbsQuantProcessor(attn.processor, functools.partial(fn, site)))
             removers.append(functools.partial(swap_processor, attn, previous))
         yield handle
     finally:
         for remove in reversed(removers):
             remove()
-
-
-def _bind(site: Site, fn: SiteFn) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda probs: fn(site, probs)
-
-
-def _install_layer_hooks(subs: dict[str, nn.Module], sites: Sequence[Site], fn: SiteFn,
-                         removers: list[Callable[[], Any]]) -> None:
-    bos = _bos_snapshot(subs, sites)
-    outs = {s.module: s for s in sites if s.kind == QKV}
-    for site in (s for s in sites if s.kind == INPUT):
-        removers.append(subs[site.module].register_forward_pre_hook(_input_hook(site, fn)).remove)
-    for name in sorted(set(outs) | set(bos)):
-        hook = _output_hook(outs.get(name), bos.get(name), fn)
-        removers.append(subs[name].register_forward_hook(hook).remove)
 
 
 def _static_fn(handle: ActivationHandle, ranges: ActivationRanges) -> SiteFn:

@@ -9,8 +9,8 @@ A study applies the same activation setting on top of every weight configuration
 
 Calibrating once on the FP model, not per weight configuration (PTQ4DM's reconstruction-based
 pipeline calibrates with quantized weights), keeps a 500-configuration study at one
-calibration. Both the calibration
-set and the ranges are cached in ``cache_dir`` (safetensors), keyed by everything they depend on.
+calibration. Both the calibration set and the ranges are cached in ``cache_dir`` (safetensors),
+keyed by everything they depend on.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -72,42 +72,34 @@ def prepare_activations(adapter: DenoiserAdapter, setting: ActivationSetting, *,
     if not conditions:
         raise Qua2Error("static activation calibration needs conditions (class labels or "
                         "prompts) for its calibration samples.")
+    key: dict[str, Any] = {"setting": setting.to_dict(), "layers": layers, "seed": seed}
     if hasattr(adapter, "calls_at_step"):  # pipeline-driven adapters (diffusers families)
-        return _prepare_from_pipeline(adapter, setting, layers, conditions, cache_dir, steps,
-                                      seed)
-    calib = calibration_set(adapter, setting.calibration or "", conditions, cache_dir=cache_dir,
-                            size=setting.calibration_size, seed=seed, steps=steps,
-                            real_images=real_images, batch_size=batch_size)
+        # Static ranges from the denoiser calls the pipeline makes.
+        key.update(steps=steps, conditions=[str(c) for c in conditions])
+
+        def calibrate() -> ActivationRanges:
+            calls = pipeline_calibration_calls(adapter, setting.calibration or "", conditions,
+                                               size=setting.calibration_size, seed=seed,
+                                               steps=steps)
+            steps_t = cast(Any, adapter).num_train_timesteps  # pipeline adapters have it
+            return calibrate_module(adapter.module, setting, calls, layers,
+                                    num_train_timesteps=steps_t, seed=seed)
+    else:
+        calib = calibration_set(adapter, setting.calibration or "", conditions,
+                                cache_dir=cache_dir, size=setting.calibration_size, seed=seed,
+                                steps=steps, real_images=real_images, batch_size=batch_size)
+        key["calib"] = content_digest(calib.inputs)
+
+        def calibrate() -> ActivationRanges:
+            return calibrate_ranges(adapter, calib, setting, layers, batch_size=batch_size,
+                                    seed=seed)
     path = None
     if cache_dir is not None:
-        key = content_digest({"setting": setting.to_dict(), "layers": layers,
-                              "model": module_fingerprint(adapter.module),
-                              "calib": content_digest(calib.inputs), "seed": seed})
-        path = Path(cache_dir) / f"ranges-{setting.label}-{key}.safetensors"
+        key["model"] = module_fingerprint(adapter.module)
+        path = Path(cache_dir) / f"ranges-{setting.label}-{content_digest(key)}.safetensors"
         if path.exists():
             return PreparedActivations(setting, layers, ActivationRanges.load(path))
-    ranges = calibrate_ranges(adapter, calib, setting, layers, batch_size=batch_size, seed=seed)
-    if path is not None:
-        ranges.save(path)
-    return PreparedActivations(setting, layers, ranges)
-
-
-def _prepare_from_pipeline(adapter: Any, setting: ActivationSetting, layers: list[str] | None,
-                           conditions: Sequence[Any], cache_dir: str | Path | None, steps: int,
-                           seed: int) -> PreparedActivations:
-    """Static ranges from the denoiser calls a pipeline makes (cached like the others)."""
-    path = None
-    if cache_dir is not None:
-        key = content_digest({"setting": setting.to_dict(), "layers": layers, "steps": steps,
-                              "model": module_fingerprint(adapter.module), "seed": seed,
-                              "conditions": [str(c) for c in conditions]})
-        path = Path(cache_dir) / f"ranges-{setting.label}-{key}.safetensors"
-        if path.exists():
-            return PreparedActivations(setting, layers, ActivationRanges.load(path))
-    calls = pipeline_calibration_calls(adapter, setting.calibration or "", conditions,
-                                       size=setting.calibration_size, seed=seed, steps=steps)
-    ranges = calibrate_module(adapter.module, setting, calls, layers,
-                              num_train_timesteps=adapter.num_train_timesteps, seed=seed)
+    ranges = calibrate()
     if path is not None:
         ranges.save(path)
     return PreparedActivations(setting, layers, ranges)

@@ -44,7 +44,8 @@ def qparams(lo: torch.Tensor, hi: torch.Tensor, bits: int) -> tuple[torch.Tensor
     return scale, zero_point
 
 
-def fake_quant(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bits: int) -> torch.Tensor:
+def fake_quant(x: torch.Tensor, lo: float | torch.Tensor, hi: float | torch.Tensor,
+               bits: int) -> torch.Tensor:
     """Quantize-dequantize ``x`` on the asymmetric grid of ``[lo, hi]`` (broadcast to ``x``)."""
     scale, zero_point = qparams(torch.as_tensor(lo, device=x.device),
                                 torch.as_tensor(hi, device=x.device), bits)
@@ -74,6 +75,4 @@ def fake_quant_per_token(x: torch.Tensor, bits: int, dim: int = -1) -> torch.Ten
 def fake_quant_static(x: torch.Tensor, lo: float | torch.Tensor, hi: float | torch.Tensor,
                       bits: int) -> torch.Tensor:
     """Static per-tensor fake quantization with a calibrated range ``[lo, hi]`` (PTQ4DM)."""
-    lo_t = torch.as_tensor(lo, dtype=torch.float32, device=x.device)
-    hi_t = torch.as_tensor(hi, dtype=torch.float32, device=x.device)
-    return fake_quant(x, lo_t, hi_t, bits)
+    return fake_quant(x, lo, hi, bits)

@@ -73,9 +73,7 @@ class ActivationRanges:
     # ------------------------------------------------------------------ storage
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (safetensors) atomically; ``meta`` goes into the header as JSON."""
-
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"range/{k}": v.float().contiguous().cpu() for k, v in self.ranges.items()}
         tensors["edges"] = self.edges.float().contiguous().cpu()
         header = {"format": "qua2-activation-ranges", "version": str(RANGES_FORMAT_VERSION),
@@ -85,7 +83,6 @@ class ActivationRanges:
 
     @classmethod
     def load(cls, path: str | Path) -> ActivationRanges:
-
         path = Path(path)
         if not path.exists():
             raise Qua2Error(f"activation ranges file {path} does not exist; calibrate first.")

@@ -82,10 +82,6 @@ def _check_layers(layers: Sequence[str], known: Sequence[str]) -> None:
             )
 
 
-def _is_cross(attn: nn.Module) -> bool:
-    return bool(getattr(attn, "is_cross_attention", False))
-
-
 def plan_sites(module: nn.Module, layers: Sequence[str] | None,
                setting: ActivationSetting) -> list[Site]:
     """All sites of ``module`` for ``setting``; ``layers=None`` means every Linear/Conv layer."""
@@ -95,8 +91,8 @@ def plan_sites(module: nn.Module, layers: Sequence[str] | None,
     attns = attention_modules(module)
     kept = kept_in_fp([*known, *attns], setting.keep_fp)
     active = [name for name in layers if name not in kept]
-    bos_layers = {f"{a}.{p}" for a, m in attns.items() if _is_cross(m) for p in ("to_k", "to_v")}
-    bos_layers = bos_layers if setting.bos_fp else set()
+    bos_layers = {f"{a}.{p}" for a, m in attns.items() for p in ("to_k", "to_v")
+                  if setting.bos_fp and getattr(m, "is_cross_attention", False)}
     subs = dict(module.named_modules())
     sites = [
         Site(name, INPUT, name, setting.bits, dim=-1 if isinstance(subs[name], nn.Linear) else 1,

@@ -28,7 +28,7 @@ from qua2.errors import Qua2Error
 from qua2.quant.cache import OptionCache
 from qua2.quant.cache_build import layer_weight
 from qua2.quant.methods import METHODS
-from qua2.specs import MAX_BITS, MIN_BITS, QuantConfig, QuantOption
+from qua2.specs import QuantConfig, QuantOption
 
 ConfigLike = QuantConfig | Mapping[str, Any]
 
@@ -47,15 +47,14 @@ def as_config(config: ConfigLike) -> QuantConfig:
         return QuantConfig.from_dict(config)
     choices = {}
     for layer, option in config.items():
-        if isinstance(option, QuantOption):
-            choices[str(layer)] = option
-        elif isinstance(option, str):
-            choices[str(layer)] = QuantOption.parse(option)
+        if isinstance(option, str):
+            option = QuantOption.parse(option)
         elif isinstance(option, Mapping):
-            choices[str(layer)] = QuantOption.from_dict(option)
-        else:
+            option = QuantOption.from_dict(option)
+        elif not isinstance(option, QuantOption):
             raise Qua2Error(f"layer {layer!r} has option {option!r}; write it as a QuantOption "
                             "or a key such as 'uaq-w4'.")
+        choices[str(layer)] = option
     return QuantConfig(choices)
 
 
@@ -78,10 +77,6 @@ def validate_config(config: ConfigLike, cache: OptionCache) -> QuantConfig:
             raise Qua2Error(
                 f"layer {layer!r} uses unknown quantization method {option.method!r}; choose "
                 f"one of {', '.join(sorted(METHODS))}."
-            )
-        if not MIN_BITS <= option.bits <= MAX_BITS:  # QuantOption checks too; be explicit
-            raise Qua2Error(
-                f"layer {layer!r} asks for {option.bits} bits; use {MIN_BITS} to {MAX_BITS}."
             )
     config.validate(known, cache.space)
     return config

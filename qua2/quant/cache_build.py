@@ -42,7 +42,7 @@ from qua2.quant.cache_index import (
     try_read_index,
 )
 from qua2.quant.methods import get_method
-from qua2.quant.qweight import QuantizedWeight, dtype_name
+from qua2.quant.qweight import QuantizedWeight
 from qua2.quant.store import exclusive_lock, safe_name, safetensors_bytes, tensor_digest
 from qua2.specs import QuantOption, SearchSpace
 
@@ -119,20 +119,16 @@ def _orphans(directory: Path, known: set[str]) -> dict[tuple[str, str, str], dic
         meta = read_shard_header(path)
         if meta is None:
             continue
-        qmeta = _json_loads(meta.get("qweight", "{}"))
+        try:
+            qmeta = json.loads(meta.get("qweight", "{}"))
+        except ValueError:
+            qmeta = {}
         data = path.read_bytes()
         found[(meta["layer"], meta["weight_hash"], meta["option"])] = option_entry(
             rel, len(data), bytes_digest(data), int(meta["nbytes"]),
             float(qmeta.get("error", "nan")), float(qmeta.get("mse", "nan")),
         )
     return found
-
-
-def _json_loads(text: str) -> dict:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return {}
 
 
 def _plan(module: nn.Module, layers: Sequence[str], space: SearchSpace, old: dict | None,
@@ -151,7 +147,7 @@ def _plan(module: nn.Module, layers: Sequence[str], space: SearchSpace, old: dic
         if prev is not None and prev["weight_hash"] != digest:
             report.reasons["changed weights"] += len(space)
             prev = None
-        entry: dict[str, Any] = {"shape": list(weight.shape), "dtype": dtype_name(weight.dtype),
+        entry: dict[str, Any] = {"shape": list(weight.shape), "dtype": str(weight.dtype),
                  "numel": weight.numel(), "weight_hash": digest, "options": {}}
         missing = []
         for option in space:

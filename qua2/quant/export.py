@@ -254,9 +254,8 @@ def load_packed(module: nn.Module, directory: str | Path, *, check_hash: bool = 
             codes, params = handle.get_slice(CODES_BLOB), handle.get_slice(PARAMS_BLOB)
         for layer, entry in manifest["layers"].items():
             start, length = entry["codes"]
-            values = {}
-            for name, (offset, shape) in entry["params"].items():
-                values[name] = params[offset : offset + math.prod(shape)].reshape(shape)
+            values = {name: params[offset : offset + math.prod(shape)].reshape(shape)
+                      for name, (offset, shape) in entry["params"].items()}
             qweight = QuantizedWeight.from_parts(entry["qweight"], codes[start : start + length],
                                                  values)
             target = state[f"{layer}.weight"]

@@ -43,6 +43,8 @@ from qua2.quant.gguf_kquants import (
     f16_from,
     first_absmax,
     int8_wrap,
+    nibble_pack,
+    nibble_unpack,
     rdiv,
     seq_sum,
 )
@@ -100,20 +102,11 @@ def gguf_bits_per_weight(type_name: str) -> float:
 # ------------------------------------------------------------------------ 32-weight blocks
 
 
-def _nibble_pack(q: Tensor) -> Tensor:
-    """Codes ``(N, 32)`` in 0..15 → 16 bytes: byte j = element j | element j+16 << 4."""
-    q = q.to(torch.int32)
-    return (q[:, :16] | (q[:, 16:] << 4)).to(torch.uint8)
-
-
-def _nibble_unpack(qs: Tensor) -> Tensor:
-    q = qs.to(torch.int32)
-    return torch.cat([q & 15, q >> 4], 1)
-
-
 def _high_bits(q: Tensor) -> Tensor:
     """Bit 4 of each of 32 codes as the little-endian uint32 ``qh`` (4 bytes)."""
-    return kq.pack_bits((q.to(torch.int32) >> 4) & 1)
+    shifts = torch.arange(8, device=q.device, dtype=torch.int32)
+    bits = ((q.to(torch.int32) >> 4) & 1).reshape(-1, 4, 8)
+    return (bits << shifts).sum(-1).to(torch.uint8)
 
 
 def _unhigh_bits(qh: Tensor) -> Tensor:
@@ -147,25 +140,25 @@ def _c_int(v: Tensor) -> Tensor:
 def _encode_q4_0(x: Tensor) -> Tensor:
     d, inv = _symmetric_d(x, 8)
     q = int8_wrap(_c_int(x * inv[:, None] + 8.5)).clamp_(max=15) & 255
-    return torch.cat([f16_bytes(d), _nibble_pack(q)], 1)
+    return torch.cat([f16_bytes(d), nibble_pack(q, 16)], 1)
 
 
 def _encode_q4_1(x: Tensor) -> Tensor:
     d, inv, mn = _affine_d(x, 15)
     q = int8_wrap(_c_int((x - mn[:, None]) * inv[:, None] + 0.5)).clamp_(max=15) & 255
-    return torch.cat([f16_bytes(d), f16_bytes(mn), _nibble_pack(q)], 1)
+    return torch.cat([f16_bytes(d), f16_bytes(mn), nibble_pack(q, 16)], 1)
 
 
 def _encode_q5_0(x: Tensor) -> Tensor:
     d, inv = _symmetric_d(x, 16)
     q = int8_wrap(_c_int(x * inv[:, None] + 16.5)).clamp_(max=31) & 255
-    return torch.cat([f16_bytes(d), _high_bits(q), _nibble_pack(q & 15)], 1)
+    return torch.cat([f16_bytes(d), _high_bits(q), nibble_pack(q & 15, 16)], 1)
 
 
 def _encode_q5_1(x: Tensor) -> Tensor:
     d, inv, mn = _affine_d(x, 31)
     q = _c_int((x - mn[:, None]) * inv[:, None] + 0.5) & 255  # (uint8_t), no MIN in ggml
-    return torch.cat([f16_bytes(d), f16_bytes(mn), _high_bits(q), _nibble_pack(q & 15)], 1)
+    return torch.cat([f16_bytes(d), f16_bytes(mn), _high_bits(q), nibble_pack(q & 15, 16)], 1)
 
 
 def _roundf(v: Tensor) -> Tensor:
@@ -238,7 +231,7 @@ def _encode_iq4_nl(x: Tensor, ntry: int = 7) -> Tensor:
     d = torch.where(zero, torch.zeros_like(d), d)
     inv = torch.where(d != 0, rdiv(1, d), torch.zeros_like(d))
     codes = table.index_select(0, slot(inv)).reshape(xt.shape).t()
-    return torch.cat([f16_bytes(d), _nibble_pack(codes)], 1)
+    return torch.cat([f16_bytes(d), nibble_pack(codes, 16)], 1)
 
 
 def _decode_q8_0(raw: Tensor) -> Tensor:
@@ -247,28 +240,28 @@ def _decode_q8_0(raw: Tensor) -> Tensor:
 
 
 def _decode_q4_0(raw: Tensor) -> Tensor:
-    return f16_from(raw[:, :2])[:, None] * (_nibble_unpack(raw[:, 2:]) - 8).to(torch.float32)
+    return f16_from(raw[:, :2])[:, None] * (nibble_unpack(raw[:, 2:], 16) - 8).to(torch.float32)
 
 
 def _decode_q4_1(raw: Tensor) -> Tensor:
     d, m = f16_from(raw[:, :2]), f16_from(raw[:, 2:4])
-    return d[:, None] * _nibble_unpack(raw[:, 4:]).to(torch.float32) + m[:, None]
+    return d[:, None] * nibble_unpack(raw[:, 4:], 16).to(torch.float32) + m[:, None]
 
 
 def _decode_q5_0(raw: Tensor) -> Tensor:
-    q = _nibble_unpack(raw[:, 6:]) | (_unhigh_bits(raw[:, 2:6]) << 4)
+    q = nibble_unpack(raw[:, 6:], 16) | (_unhigh_bits(raw[:, 2:6]) << 4)
     return f16_from(raw[:, :2])[:, None] * (q - 16).to(torch.float32)
 
 
 def _decode_q5_1(raw: Tensor) -> Tensor:
     d, m = f16_from(raw[:, :2]), f16_from(raw[:, 2:4])
-    q = _nibble_unpack(raw[:, 8:]) | (_unhigh_bits(raw[:, 4:8]) << 4)
+    q = nibble_unpack(raw[:, 8:], 16) | (_unhigh_bits(raw[:, 4:8]) << 4)
     return d[:, None] * q.to(torch.float32) + m[:, None]
 
 
 def _decode_iq4_nl(raw: Tensor) -> Tensor:
     values = torch.tensor(IQ4_NL_VALUES, dtype=torch.float32, device=raw.device)
-    return f16_from(raw[:, :2])[:, None] * values[_nibble_unpack(raw[:, 2:]).long()]
+    return f16_from(raw[:, :2])[:, None] * values[nibble_unpack(raw[:, 2:], 16).long()]
 
 
 _ENCODERS = {"q8_0": _encode_q8_0, "q5_0": _encode_q5_0, "q5_1": _encode_q5_1,
@@ -282,23 +275,19 @@ _DECODERS = {"q8_0": _decode_q8_0, "q5_0": _decode_q5_0, "q5_1": _decode_q5_1,
 # -------------------------------------------------------------------------------- public API
 
 
-def _rows(shape: Sequence[int]) -> tuple[int, int]:
-    """(rows, row length) of the matrix a weight of ``shape`` is quantized as."""
+def _check_rows(type_name: str, shape: Sequence[int]) -> tuple[str, int, int, int, int]:
+    """(type, block, type size, rows, row length) of a weight of ``shape`` stored as
+    ``type_name``: rows are ``shape[0]`` (a 1-D weight is one row), the row length the rest."""
+    name = _type(type_name)
+    block, size = _LAYOUT[name]
     shape = tuple(int(s) for s in shape)
-    if len(shape) < 2:
-        return 1, math.prod(shape)
-    return shape[0], math.prod(shape[1:])
-
-
-def _check_rows(name: str, shape: Sequence[int]) -> tuple[int, int]:
-    rows, k = _rows(shape)
-    block = _LAYOUT[name][0]
+    rows, k = (1, math.prod(shape)) if len(shape) < 2 else (shape[0], math.prod(shape[1:]))
     if k == 0 or k % block:
         raise Qua2Error(
             f"GGUF type {name} stores rows in blocks of {block} weights, but this weight "
-            f"(shape {tuple(shape)}) has rows of length {k}, not a multiple of {block}; "
+            f"(shape {shape}) has rows of length {k}, not a multiple of {block}; "
             f"pick a type whose block size divides {k} or keep the layer unquantized.")
-    return rows, k
+    return name, block, size, rows, k
 
 
 def quantize_gguf(weight: Tensor, type_name: str) -> Tensor:
@@ -310,9 +299,7 @@ def quantize_gguf(weight: Tensor, type_name: str) -> Tensor:
     uint8 tensor ``(rows, row_length / block_size · type_size)`` on the weight's device; its
     flattened bytes are the GGUF tensor data for a ``(rows, row_length)`` tensor.
     """
-    name = _type(type_name)
-    block, size = _LAYOUT[name]
-    rows, k = _check_rows(name, weight.shape)
+    name, block, size, rows, k = _check_rows(type_name, weight.shape)
     w = weight.detach().reshape(rows, k).to(torch.float32)
     if not bool(torch.isfinite(w).all()):
         raise Qua2Error(f"cannot quantize a weight with NaN or infinite values to GGUF {name}.")
@@ -331,9 +318,7 @@ def dequantize_gguf(raw: Tensor, type_name: str, shape: Sequence[int]) -> Tensor
     ``type_name`` into a float32 tensor of ``shape`` (the weight's shape, as given to
     :func:`quantize_gguf`), on ``raw``'s device. Computes ``d·q (+ m)`` in float32 in ggml's order.
     """
-    name = _type(type_name)
-    block, size = _LAYOUT[name]
-    rows, k = _check_rows(name, shape)
+    name, block, size, rows, k = _check_rows(type_name, shape)
     if raw.dtype != torch.uint8:
         raise Qua2Error(f"GGUF {name} data must be a uint8 tensor, got {raw.dtype}.")
     n_blocks = rows * k // block

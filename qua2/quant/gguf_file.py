@@ -28,6 +28,7 @@ from qua2.quant.apply import validate_config
 from qua2.quant.cache import OptionCache
 from qua2.quant.gguf import dequantize_gguf
 from qua2.quant.gguf_methods import F16, stored_type
+from qua2.quant.methods import get_method
 from qua2.specs import QuantConfig
 from qua2.version import __version__
 
@@ -52,7 +53,7 @@ def write_gguf(module: nn.Module, config: QuantConfig, cache: OptionCache, path:
 
     config = validate_config(config, cache)
     quantized = {f"{layer}.weight": (layer, option) for layer, option in config.items()}
-    not_gguf = sorted({o.key for _, o in config.items() if not _is_gguf(o.method)})
+    not_gguf = sorted({o.key for _, o in config.items() if not get_method(o.method).raw})
     if not_gguf:
         raise Qua2Error(f"options {', '.join(not_gguf)} are not GGUF types; export this config "
                         "with the packed format (without --format gguf).")
@@ -85,12 +86,6 @@ def write_gguf(module: nn.Module, config: QuantConfig, cache: OptionCache, path:
     writer.write_tensors_to_file()
     writer.close()
     return GGUFSummary(path, path.stat().st_size, fp16_bytes, types)
-
-
-def _is_gguf(method: str) -> bool:
-    from qua2.quant.methods import get_method
-
-    return get_method(method).raw
 
 
 def _named_tensors(module: nn.Module) -> dict[str, torch.Tensor]:

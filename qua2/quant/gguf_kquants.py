@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from qua2.quant.primitives import fp16_round
+
 QK_K = 256
 #: ggml's GROUP_MAX_EPS (1e-15f): sub-blocks whose largest |x| is below it are "all zero".
 GROUP_MAX_EPS = float(np.float32(1e-15))
@@ -77,11 +79,6 @@ def f16_bytes(v: Tensor) -> Tensor:
     return v.to(torch.float16).reshape(-1, 1).view(torch.uint8)
 
 
-def f16_round(v: Tensor) -> Tensor:
-    """What ``GGML_FP16_TO_FP32(GGML_FP32_TO_FP16(v))`` gives: the value stored in the file."""
-    return v.to(torch.float16).to(torch.float32)
-
-
 def f16_from(raw: Tensor) -> Tensor:
     """Two bytes per row ``(N, 2)`` uint8 → float32 ``(N,)``."""
     return raw.contiguous().view(torch.float16).reshape(-1).to(torch.float32)
@@ -113,15 +110,17 @@ def first_absmax(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     return amax, torch.where(amax > 0, mx, torch.zeros_like(mx))
 
 
-def _f32(v: float) -> np.float32:
-    return np.float32(v)
+def nibble_pack(q: Tensor, half: int) -> Tensor:
+    """Codes 0..15 ``(N, 2·half·m)`` → bytes ``(N, half·m)``: in each run of ``2·half`` codes,
+    byte j holds code j in its low nibble and code ``j + half`` in its high nibble."""
+    pairs = q.to(torch.int32).reshape(-1, 2, half)
+    return (pairs[:, 0] | (pairs[:, 1] << 4)).to(torch.uint8).reshape(q.shape[0], -1)
 
 
-def pack_bits(bits: Tensor) -> Tensor:
-    """0/1 integers ``(..., 8·n)`` → ``(..., n)`` uint8, bit k of byte b = element 8b + k."""
-    shifts = torch.arange(8, device=bits.device, dtype=torch.int32)
-    b = bits.to(torch.int32).reshape(*bits.shape[:-1], -1, 8) << shifts
-    return b.sum(-1).to(torch.uint8)
+def nibble_unpack(qs: Tensor, half: int) -> Tensor:
+    """Inverse of :func:`nibble_pack`: bytes ``(N, half·m)`` → int32 codes ``(N, 2·half·m)``."""
+    q = qs.to(torch.int32).reshape(-1, 1, half)
+    return torch.cat([q & 15, q >> 4], 1).reshape(qs.shape[0], -1)
 
 
 def int8_wrap(v: Tensor) -> Tensor:
@@ -233,7 +232,7 @@ def make_qkx2(x: Tensor, w: Tensor, nmax: int, rmin: float, rdelta: float, nstep
     best = weighted_error(scale, mn)
     kept_iscale, kept_shift = iscale, mn
     for step in range(nstep + 1):
-        grid = float(_f32(rmin) + _f32(rdelta) * _f32(step) + _f32(nmax))
+        grid = float(np.float32(rmin) + np.float32(rdelta) * np.float32(step) + np.float32(nmax))
         iscale = rdiv(grid, mx - mn)
         quantize(iscale, mn)
         wl = torch.mul(w, cand, out=prods[:, 0])
@@ -326,7 +325,7 @@ def make_qx(x: Tensor, nmax: int = 32) -> tuple[Tensor, Tensor]:
     for step in range(-9, 10):
         if step == 0:
             continue
-        iscale = rdiv(float(-(_f32(nmax) + _f32(0.1) * _f32(step))), mx)
+        iscale = rdiv(float(-(np.float32(nmax) + np.float32(0.1) * np.float32(step))), mx)
         sumlx, suml2 = trial(iscale)
         take = (suml2 > 0) & (sumlx * sumlx > best * suml2)
         kept_iscale = torch.where(take, iscale, kept_iscale)
@@ -379,15 +378,15 @@ def _requantize_asym(xt: Tensor, codes: Tensor, d: Tensor, ls: Tensor, dmin: Ten
                      nmax: int) -> Tensor:
     """Final codes of Q2_K/Q4_K/Q5_K: ``nearest_int((x + dm)/dl)`` with the stored, quantized
     sub-block scale ``dl`` and min ``dm``; sub-blocks whose ``dl`` is 0 keep the search's codes."""
-    dl = (f16_round(d)[:, None] * ls.to(torch.float32)).reshape(-1)
-    dm = (f16_round(dmin)[:, None] * lm.to(torch.float32)).reshape(-1)
+    dl = (fp16_round(d)[:, None] * ls.to(torch.float32)).reshape(-1)
+    dm = (fp16_round(dmin)[:, None] * lm.to(torch.float32)).reshape(-1)
     new = nearest_int((xt + dm) / dl).clamp_(0, nmax).to(torch.float32)
     return torch.where(dl != 0, new, codes)
 
 
 def _requantize_sym(xt: Tensor, codes: Tensor, d: Tensor, sc: Tensor, nmax: int) -> Tensor:
     """Final codes of Q3_K/Q6_K: ``nearest_int(x/dl) + nmax`` with the stored sub-block scale."""
-    dl = (f16_round(d)[:, None] * sc.to(torch.float32)).reshape(-1)
+    dl = (fp16_round(d)[:, None] * sc.to(torch.float32)).reshape(-1)
     new = (nearest_int(xt / dl).clamp_(-nmax, nmax - 1) + nmax).to(torch.float32)
     return torch.where(dl != 0, new, codes)
 
@@ -412,21 +411,14 @@ def _encode_q45k(x: Tensor, nmax: int, rmin: float, nstep: int) -> tuple[Tensor,
 def encode_q4_k(x: Tensor) -> Tensor:
     """``quantize_row_q4_K_ref``: 8 sub-blocks of 32, 4-bit codes, 6-bit scales and mins."""
     header, q = _encode_q45k(x, 15, -1.0, 20)
-    s = x.shape[0]
-    q = q.reshape(s, 4, 2, 32)
-    qs = (q[:, :, 0] | (q[:, :, 1] << 4)).reshape(s, 128).to(torch.uint8)
-    return torch.cat([header, qs], 1)
+    return torch.cat([header, nibble_pack(q, 32)], 1)
 
 
 def encode_q5_k(x: Tensor) -> Tensor:
     """``quantize_row_q5_K_ref``: as Q4_K with 5-bit codes; bit 4 of element ``32k + j`` is
     bit k of ``qh[j]``."""
     header, q = _encode_q45k(x, 31, -0.5, 15)
-    s = x.shape[0]
-    qh = _bit_planes(q >> 4)
-    lo = (q & 15).reshape(s, 4, 2, 32)
-    qs = (lo[:, :, 0] | (lo[:, :, 1] << 4)).reshape(s, 128).to(torch.uint8)
-    return torch.cat([header, qh, qs], 1)
+    return torch.cat([header, _bit_planes(q >> 4), nibble_pack(q & 15, 32)], 1)
 
 
 def encode_q2_k(x: Tensor) -> Tensor:
@@ -537,16 +529,9 @@ def _decode_q45k_scales(raw: Tensor) -> tuple[Tensor, Tensor]:
             (dmin[:, None] * mn.to(torch.float32))[..., None])
 
 
-def _nibbles_32(qs: Tensor) -> Tensor:
-    """``qs (S, 128)``: byte ``32c + l`` holds element ``64c + l`` (low) and ``64c + 32 + l``."""
-    s = qs.shape[0]
-    q = qs.to(torch.int32).reshape(s, 4, 1, 32)
-    return torch.cat([q & 15, q >> 4], 2).reshape(s, 8, 32)
-
-
 def decode_q4_k(raw: Tensor) -> Tensor:
     dl, ml = _decode_q45k_scales(raw)
-    q = _nibbles_32(raw[:, 16:144]).to(torch.float32)
+    q = nibble_unpack(raw[:, 16:144], 32).reshape(-1, 8, 32).to(torch.float32)
     return (dl * q - ml).reshape(raw.shape[0], QK_K)
 
 
@@ -554,7 +539,7 @@ def decode_q5_k(raw: Tensor) -> Tensor:
     s = raw.shape[0]
     dl, ml = _decode_q45k_scales(raw)
     high = _unbit_planes(raw[:, 16:48]).to(torch.int32).reshape(s, 8, 32)
-    q = (_nibbles_32(raw[:, 48:176]) | (high << 4)).to(torch.float32)
+    q = (nibble_unpack(raw[:, 48:176], 32).reshape(s, 8, 32) | (high << 4)).to(torch.float32)
     return (dl * q - ml).reshape(s, QK_K)
 
 

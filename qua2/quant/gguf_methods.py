@@ -20,12 +20,16 @@ gets; `qua2 export --format gguf` writes that type.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from qua2.quant.gguf import GGUF_TYPES, dequantize_gguf, gguf_block_size, quantize_gguf
+from qua2.quant.gguf import _LAYOUT, GGUF_TYPES, dequantize_gguf, gguf_block_size, quantize_gguf
+
+if TYPE_CHECKING:
+    from qua2.quant.methods import DequantizeFn, QuantizeFn
 
 #: llama.cpp's per-tensor fallback when a row does not hold a K-quant super-block.
 FALLBACK = {"q2_k": "iq4_nl", "q3_k": "iq4_nl", "q4_k": "q5_0", "q5_k": "q5_1", "q6_k": "q8_0"}
@@ -40,10 +44,6 @@ def actual_type(type_name: str, row_length: int) -> str:
         if current == F16:
             return F16
     return current
-
-
-QuantizeFn = Callable[[Tensor, int, dict], tuple[Tensor, dict]]
-DequantizeFn = Callable[[Tensor, Mapping[str, Tensor], int, "int | None"], Tensor]
 
 
 def _quantizer(type_name: str) -> tuple[QuantizeFn, DequantizeFn]:
@@ -69,8 +69,6 @@ def _quantizer(type_name: str) -> tuple[QuantizeFn, DequantizeFn]:
 
 def _layout(type_name: str) -> tuple[int, int]:
     """(weights, bytes) per block; F16 is one weight in two bytes."""
-    from qua2.quant.gguf import _LAYOUT
-
     return (1, 2) if type_name == F16 else _LAYOUT[type_name]
 
 

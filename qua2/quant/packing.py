@@ -38,19 +38,20 @@ def pack_codes(codes: Tensor, bits: int) -> Tensor:
         raise Qua2Error(f"codes must lie in [0, {2**bits - 1}] to be packed in {bits} bits.")
     if bits == 8:
         return flat.to(torch.uint8).clone()
-    out = [_pack_chunk(flat[i:i + CHUNK], bits) for i in range(0, flat.numel(), CHUNK)]
+    out = [_regroup(flat[i:i + CHUNK], 8, bits, bits, 8) for i in range(0, flat.numel(), CHUNK)]
     packed = torch.cat(out) if out else flat.new_empty(0, dtype=torch.uint8)
     return packed[: packed_nbytes(flat.numel(), bits)]
 
 
-def _pack_chunk(chunk: Tensor, bits: int) -> Tensor:
+def _regroup(chunk: Tensor, n_in: int, in_bits: int, n_out: int, out_bits: int) -> Tensor:
+    """Little-endian bit fields: each ``n_in`` of ``in_bits`` → ``n_out`` of ``out_bits``."""
     n = chunk.numel()
-    padded = torch.zeros((n + 7) // 8 * 8, dtype=torch.int64, device=chunk.device)
+    padded = torch.zeros((n + n_in - 1) // n_in * n_in, dtype=torch.int64, device=chunk.device)
     padded[:n] = chunk
-    shifts = torch.arange(8, device=chunk.device, dtype=torch.int64) * bits
-    words = (padded.view(-1, 8) << shifts).sum(dim=1)
-    byte_shifts = torch.arange(bits, device=chunk.device, dtype=torch.int64) * 8
-    return ((words[:, None] >> byte_shifts) & 0xFF).to(torch.uint8).reshape(-1)
+    in_shifts = torch.arange(n_in, device=chunk.device, dtype=torch.int64) * in_bits
+    words = (padded.view(-1, n_in) << in_shifts).sum(dim=1)
+    out_shifts = torch.arange(n_out, device=chunk.device, dtype=torch.int64) * out_bits
+    return ((words[:, None] >> out_shifts) & (2**out_bits - 1)).to(torch.uint8).reshape(-1)
 
 
 def unpack_codes(packed: Tensor, bits: int, numel: int) -> Tensor:
@@ -66,16 +67,6 @@ def unpack_codes(packed: Tensor, bits: int, numel: int) -> Tensor:
     if bits == 8:
         return packed.clone()
     step = CHUNK // 8 * bits  # bytes per chunk of CHUNK codes
-    out = [_unpack_chunk(packed[i:i + step], bits) for i in range(0, packed.numel(), step)]
+    out = [_regroup(packed[i:i + step], bits, 8, 8, bits) for i in range(0, packed.numel(), step)]
     codes = torch.cat(out) if out else packed.new_empty(0)
     return codes[:numel]
-
-
-def _unpack_chunk(chunk: Tensor, bits: int) -> Tensor:
-    n = chunk.numel()
-    padded = torch.zeros((n + bits - 1) // bits * bits, dtype=torch.int64, device=chunk.device)
-    padded[:n] = chunk
-    byte_shifts = torch.arange(bits, device=chunk.device, dtype=torch.int64) * 8
-    words = (padded.view(-1, bits) << byte_shifts).sum(dim=1)
-    shifts = torch.arange(8, device=chunk.device, dtype=torch.int64) * bits
-    return ((words[:, None] >> shifts) & (2**bits - 1)).to(torch.uint8).reshape(-1)

@@ -27,13 +27,8 @@ QWEIGHT_FORMAT_VERSION = 1
 _DTYPES = {str(d): d for d in (torch.float32, torch.float16, torch.bfloat16, torch.float64)}
 
 
-def dtype_name(dtype: torch.dtype) -> str:
-    """``torch.float32`` → ``"torch.float32"`` (readable in JSON, parsed by :func:`parse_dtype`)."""
-    return str(dtype)
-
-
 def parse_dtype(name: str) -> torch.dtype:
-    """Inverse of :func:`dtype_name` for the float dtypes a weight may have."""
+    """``"torch.float32"`` → ``torch.float32`` (``str(dtype)`` inverted) for weight dtypes."""
     if name not in _DTYPES:
         raise Qua2Error(f"unsupported weight dtype {name!r} in a stored quantized weight.")
     return _DTYPES[name]
@@ -126,7 +121,7 @@ class QuantizedWeight:
             "group_size": self.group_size,
             "shape": list(self.shape),
             "rows": self.codes.shape[0],
-            "dtype": dtype_name(self.dtype),
+            "dtype": str(self.dtype),
             "params": sorted(self.params),
             "error": self.error,
             "mse": self.mse,
