@@ -98,8 +98,10 @@ def propose(study: Study, count: int, round_index: int) -> list[QuantConfig]:
     budgets = [b for b in (study.config.pipeline.budgets or DEFAULT_BUDGETS) if low <= b <= high]
     with Store(study.path("study.sqlite")) as store:
         seen = {row.id for row in store.rows()}
-    per_budget = math.ceil(count / max(1, len(budgets)))
-    lists = [_budget_picks(predict, table, budget, per_budget) for budget in budgets]
+    # A few more than needed per budget: some may already be in the study.
+    top = math.ceil(count / max(1, len(budgets))) + 2
+    lists = [[table.to_config(choice) for choice, _ in search_budget(predict, table, b, top=top)]
+             for b in budgets]
     picks: list[QuantConfig] = []
     for rank in range(max((len(p) for p in lists), default=0)):  # round-robin over budgets
         for found in lists:
@@ -109,13 +111,6 @@ def propose(study: Study, count: int, round_index: int) -> list[QuantConfig]:
     say(f"design round {round_index}: {len(picks)} configurations proposed at budgets "
         f"{', '.join(f'{b:g}' for b in budgets)}")
     return picks
-
-
-def _budget_picks(predict: Predictor, table: CostTable, budget: float,
-                  count: int) -> list[QuantConfig]:
-    # A few more than needed: some may already be in the study.
-    found = search_budget(predict, table, budget, top=count + 2)
-    return [table.to_config(choice) for choice, _ in found]
 
 
 def optimistic_predictor(study: Study, table: CostTable, round_index: int) -> Predictor:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,9 @@ FRECHET_METRICS = ("digits_fid", "fid", "fd_clip")
 #: another method or metric list is not reused.
 INTERVAL_METHOD = "percentile; bias-shifted for Fréchet distances"
 
+#: Point estimates, 95% intervals and bootstrap draws of one configuration, by metric.
+Measured = tuple[dict[str, float], dict[str, tuple[float, float]], dict[str, list[float]]]
+
 RESULTS_FILE = ("verification", "results.json")
 #: One JSON line per configuration as it is verified: what an interrupted run resumes from.
 PROGRESS_FILE = ("verification", "progress.jsonl")
@@ -97,7 +100,7 @@ def verify_candidates(study: Study, cache: Any, rounds: int = 200,
     else:
         results = verify(study, distinct, cache, rounds=rounds,
                          progress_file=study.path(*PROGRESS_FILE), executor=executor)
-    save_verified(results, study.path(*RESULTS_FILE))
+    study.path(*RESULTS_FILE).write_text(json.dumps([r.to_dict() for r in results], indent=2))
     table = verification_table(study, candidates, results)
     table.to_csv(study.path("verification", "table.csv"), index=False)
     comparisons = paired_comparisons(study, candidates, results, prefixes)
@@ -105,11 +108,23 @@ def verify_candidates(study: Study, cache: Any, rounds: int = 200,
     study.path("verification", "table.md").write_text(
         markdown_tables(study, table, comparisons))
     from qua2.plots import save_figure
-    from qua2.search.plots import pareto_figure
 
-    save_figure(pareto_figure(study, results_frame(study, with_layers=False), table),
+    save_figure(_pareto_figure(study, results_frame(study, with_layers=False), table),
                 study.path("verification", "pareto.png"))
     return results
+
+
+def _pareto_figure(study: Study, sampled: pd.DataFrame, verified: pd.DataFrame) -> Any:
+    """Left: every evaluated config (sampling seeds). Right: verified candidates with 95% CIs."""
+    from qua2.plots import pareto_figure
+
+    metrics = study.config.metrics
+    done = sampled[sampled["status"] == "done"] if "status" in sampled else sampled
+    fp = verified[verified["name"] == "fp"]
+    fp_value = float(fp[metrics.primary_metric].iloc[0]) if len(fp) else None
+    return pareto_figure(done[done["kind"].isin(["random", "uniform"])], metrics.primary_metric,
+                         bool(metrics.lower_is_better), fp_value, verified=verified,
+                         title=f"{study.config.name}: bits vs quality")
 
 
 # --------------------------------------------------------------------------- scoring
@@ -125,10 +140,7 @@ class Verified:
     draws: dict[str, list[float]] = field(default_factory=dict)  # metric → one per resample
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "avg_bits": self.avg_bits,
-                "metrics": self.metrics,
-                "intervals": {k: list(v) for k, v in self.intervals.items()},
-                "draws": self.draws}
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Verified:
@@ -166,9 +178,7 @@ def _subset(reference: Reference, index: np.ndarray) -> Reference:
 
 
 def score_with_intervals(scorer: Any, images: torch.Tensor, reference: Reference,
-                         resamples: np.ndarray, level: float = 0.95
-                         ) -> tuple[dict[str, float], dict[str, tuple[float, float]],
-                                    dict[str, list[float]]]:
+                         resamples: np.ndarray, level: float = 0.95) -> Measured:
     """Metrics of all images, intervals over the bootstrap resamples, and the draws.
 
     A scorer with ``image_scores`` (qua2's own) runs its networks once and re-aggregates
@@ -183,16 +193,14 @@ def score_with_intervals(scorer: Any, images: torch.Tensor, reference: Reference
 
 
 def intervals_of_scores(per_image: ImageScores, resamples: np.ndarray, level: float = 0.95
-                        ) -> tuple[dict[str, float], dict[str, tuple[float, float]],
-                                   dict[str, list[float]]]:
+                        ) -> Measured:
     """:func:`score_with_intervals` from per-image scores already computed."""
     return _intervals(per_image.aggregate(),
                       (per_image.aggregate(index) for index in resamples), level)
 
 
 def _intervals(metrics: dict[str, float], samples: Iterable[dict[str, float]], level: float
-               ) -> tuple[dict[str, float], dict[str, tuple[float, float]],
-                          dict[str, list[float]]]:
+               ) -> Measured:
     draws: dict[str, list[float]] = {k: [] for k in metrics if k in INTERVAL_METRICS}
     for sample in samples:
         for key in draws:
@@ -225,8 +233,7 @@ def verify(study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]
                "intervals": INTERVAL_METHOD, "metrics": list(INTERVAL_METRICS)}
     done = _load_progress(progress_file, setting)
 
-    def record(name: str, measured: tuple[dict[str, float], dict[str, tuple[float, float]],
-                                          dict[str, list[float]]]) -> None:
+    def record(name: str, measured: Measured) -> None:
         kind, config = candidates[name]
         bits = None if config is None else average_bits(config, cache)
         done[name] = Verified(name, kind, bits, *measured)
@@ -277,25 +284,15 @@ def _append_progress(path: Path | None, setting: dict[str, Any], result: Verifie
         f.write(json.dumps({"setting": setting, "result": result.to_dict()}) + "\n")
 
 
-def save_verified(results: list[Verified], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([r.to_dict() for r in results], indent=2))
-
-
 # --------------------------------------------------------------------------- tables
 def verification_table(study: Study, candidates: list[Candidate],
                        results: list[Verified]) -> pd.DataFrame:
     """One row per (budget, candidate) with verified metrics and intervals; FP rows first."""
     by_id = {r.name: r for r in results}
     metrics = [m for m in by_id["fp"].metrics if m != "n_images"]
-    rows = []
-    for candidate in candidates:
-        verified = by_id[candidate.config.digest()]
-        budget = math.nan if candidate.budget is None else candidate.budget
-        rows.append(_row(budget, candidate.name, candidate.kind,
-                         candidate.config.digest(), verified, metrics, candidate.predicted))
-    fp = by_id["fp"]
-    rows.append(_row(math.nan, "fp", "reference", "fp", fp, metrics, None))
+    rows = [_row(math.nan if c.budget is None else c.budget, c.name, c.kind, c.config.digest(),
+                 by_id[c.config.digest()], metrics, c.predicted) for c in candidates]
+    rows.append(_row(math.nan, "fp", "reference", "fp", by_id["fp"], metrics, None))
     return pd.DataFrame(rows)
 
 
@@ -402,7 +399,7 @@ def markdown_tables(study: Study, table: pd.DataFrame,
 
 def _short(images: Any, total: int) -> str:
     """`` (first N images)`` for a row racing stopped early, else nothing."""
-    if images is None or (isinstance(images, float) and math.isnan(images)) or images >= total:
+    if pd.isna(images) or images >= total:
         return ""
     return f" (first {int(images)} images)"
 
@@ -423,9 +420,9 @@ def _comparison_lines(rows: pd.DataFrame, total: int) -> list[str]:
 
 def _cell(row: Any, metric: str) -> str:
     value, low, high = row[metric], row.get(f"{metric}_lo"), row.get(f"{metric}_hi")
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if pd.isna(value):
         return "–"
-    if low is None or math.isnan(low):
+    if pd.isna(low):
         return f"{value:.4g}"
     return f"{value:.4g} [{low:.4g}, {high:.4g}]"
 

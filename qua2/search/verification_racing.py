@@ -36,12 +36,12 @@ import numpy as np
 
 from qua2.io import atomic_write_json, read_json, rerun_stage
 from qua2.log import say
+from qua2.metrics.per_image import ImageScores
 from qua2.stats import bootstrap_indices, paired_interval
 from qua2.study.racing import image_levels, load_ingredients, save_ingredients
 from qua2.study.study import Study
 
 if TYPE_CHECKING:
-    from qua2.metrics.per_image import ImageScores
     from qua2.search.stage import Candidate
     from qua2.search.verification import Verified
     from qua2.specs import QuantConfig
@@ -80,7 +80,7 @@ class VerificationRace:
         for name in candidates:
             arrays = load_ingredients(self.directory, name)
             if arrays is not None:
-                self.scores[name] = self._from_arrays(arrays)
+                self.scores[name] = ImageScores.from_arrays(arrays, self.scorer.suite.frechet)
 
     def have(self, name: str) -> int:
         return self.scores[name].n_images if name in self.scores else 0
@@ -96,11 +96,10 @@ class VerificationRace:
             self._score_range(group, start, count, self._extend)
 
     def _extend(self, name: str, part: ImageScores) -> None:
-        from qua2.metrics.per_image import ImageScores
-
-        whole = ImageScores.concat([self.scores[name], part]) if name in self.scores else part
-        self.scores[name] = whole
-        save_ingredients(self.directory, name, whole.to_arrays())
+        if name in self.scores:
+            part = ImageScores.concat([self.scores[name], part])
+        self.scores[name] = part
+        save_ingredients(self.directory, name, part.to_arrays())
 
     def verified(self, name: str, count: int | None = None) -> Verified:
         """``name`` verified on its first ``count`` images (default: all it has), with draws
@@ -112,7 +111,8 @@ class VerificationRace:
         scores = self.scores[name]
         count = scores.n_images if count is None else count
         if count < scores.n_images:
-            scores = _prefix(scores, count)
+            scores = ImageScores.from_arrays({k: v[:count] for k, v in scores.to_arrays().items()},
+                                             dict(scores.frechet))
         measured = intervals_of_scores(scores, bootstrap_indices(count, self.rounds, self.seed))
         bits = None if config is None else average_bits(config, self.cache)
         return Verified(name, kind, bits, *measured)
@@ -129,29 +129,16 @@ class VerificationRace:
                                 start=start)
             return
         from qua2.progress import progress_bar
-        from qua2.search.verification import _subset
         from qua2.study.evaluate import generate_images
 
-        part = _subset(self.reference, np.arange(start, stop))
+        part = self.reference.slice(start, stop)
         for name in progress_bar(names, desc=f"verify {start}–{stop}", unit="config"):
             images = generate_images(self.study, self.candidates[name][1], self.cache, part)
             on_scored(name, self.scorer.image_scores(images, part))
 
-    def _from_arrays(self, arrays: dict[str, np.ndarray]) -> ImageScores:
-        from qua2.metrics.per_image import ImageScores
-
-        return ImageScores.from_arrays(arrays, self.scorer.suite.frechet)
-
 
 def _as_dict(config: QuantConfig | None) -> dict[str, Any] | None:
     return None if config is None else config.to_dict()
-
-
-def _prefix(scores: ImageScores, count: int) -> ImageScores:
-    from qua2.metrics.per_image import ImageScores
-
-    arrays = {k: v[:count] for k, v in scores.to_arrays().items()}
-    return ImageScores.from_arrays(arrays, dict(scores.frechet))
 
 
 def stops(study: Study, race: VerificationRace, picks: Mapping[float, str],
@@ -193,10 +180,8 @@ def race_verification(study: Study, candidates: list[Candidate],
     protected = {"fp", *(c.config.digest() for c in candidates if c.kind in PROTECTED_KINDS)}
     compared_at: dict[str, list[float]] = {}
     for c in candidates:
-        budget = c.budget
-        if c.kind == "baseline" and budget is not None and budget in picks and \
-                c.config.digest() not in protected:
-            compared_at.setdefault(c.config.digest(), []).append(budget)
+        if c.kind == "baseline" and c.budget in picks and c.config.digest() not in protected:
+            compared_at.setdefault(c.config.digest(), []).append(c.budget)
     # A decision stands only against the picks it was made against (a new search, new picks).
     decided = {name: verdict for name, verdict in _load_decisions(study).items()
                if name in compared_at
@@ -215,7 +200,7 @@ def race_verification(study: Study, candidates: list[Candidate],
             say(f"verification racing: {len(verdicts)} baselines already beaten by qua2's "
                 f"pick stop at {count} images")
         decided.update(verdicts)
-        _save_decisions(study, decided)
+        atomic_write_json(study.path(*RACE_FILE), decided)
         running = [name for name in running if name not in verdicts]
     total = study.config.verification_images  # ingredients may hold more from a larger run
     results = [race.verified(name, decided[name]["images"] if name in decided else total)
@@ -231,9 +216,3 @@ def _load_decisions(study: Study) -> dict[str, dict[str, Any]]:
         return {}
     found = read_json(path, rerun_stage(study.directory, "verify"))
     return dict(found) if isinstance(found, dict) else {}
-
-
-def _save_decisions(study: Study, decided: dict[str, dict[str, Any]]) -> None:
-    atomic_write_json(study.path(*RACE_FILE), decided)
-
-

@@ -100,8 +100,7 @@ class SearchSpaceSection:
         options: list[QuantOption] = []
         if self.methods:
             options += SearchSpace.grid(self.methods, self.bits, self.group_sizes).options
-        for name in self.types:
-            options.append(QuantOption(name, _gguf_bits(name)))
+        options += [QuantOption(name, _gguf_bits(name)) for name in self.types]
         return SearchSpace(tuple(options))
 
 
@@ -175,20 +174,18 @@ class MetricsSection:
     @property
     def primary_metric(self) -> str:
         """``primary``, filled in by validation (the family's default) when not given."""
-        if self.primary is None:
-            raise Qua2Error("metrics.primary is not set; validate the section as part of a "
-                            "StudyConfig, which fills in the family's default.")
-        return self.primary
+        return self._filled("primary", "family's default")
 
     @property
     def primary_lower_is_better(self) -> bool:
         """``lower_is_better``, filled in by validation (the metric's direction) when not given."""
-        if self.lower_is_better is None:
-            raise Qua2Error("metrics.lower_is_better is not set; validate the section as part "
-                            "of a StudyConfig, which fills in the metric's direction.")
-        return self.lower_is_better
+        return self._filled("lower_is_better", "metric's direction")
 
-
+    def _filled(self, key: str, default: str) -> Any:
+        if getattr(self, key) is None:
+            raise Qua2Error(f"metrics.{key} is not set; validate the section as part of a "
+                            f"StudyConfig, which fills in the {default}.")
+        return getattr(self, key)
 
 
 @dataclass(frozen=True)
@@ -312,12 +309,11 @@ def load_study_config(path: str | Path) -> StudyConfig:
     text = read_text(path, "a study file is UTF-8 YAML text: pass one from experiments/.")
     try:
         data = yaml.safe_load(text)
-        data = {} if data is None else data
     except (yaml.YAMLError, ValueError, RecursionError) as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise Qua2Error(f"study file {path} is not valid YAML{where}; fix its syntax.") from None
-    return study_config_from_dict(data, source=str(path))
+    return study_config_from_dict({} if data is None else data, source=str(path))
 
 
 def study_config_from_dict(data: Any, source: str = "study") -> StudyConfig:
@@ -395,13 +391,10 @@ def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
 def _coerce_scalar(hint: Any, value: Any, key: str, source: str) -> Any:
     if hint is Any:
         return value
-    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+    number = not isinstance(value, bool)  # YAML's true/false is no number
+    if hint is float and number and isinstance(value, int | float):
         return float(value)
-    if hint is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if hint is str and isinstance(value, str):
-        return value
-    if hint is bool and isinstance(value, bool):
+    if isinstance(value, hint) and (number or hint is bool):
         return value
     raise Qua2Error(f"{source}: '{key}' must be {hint.__name__}, got {short_repr(value)}.")
 

@@ -88,13 +88,9 @@ def image_levels(minimum: int, maximum: int) -> list[int]:
     return [*levels, maximum]
 
 
-def racing(study: Study) -> bool:
-    return study.config.images.racing
-
-
 def start_tags(study: Study, kind: str) -> dict[str, Any]:
     """Tags a newly queued row of ``kind`` starts with: its first image count when it races."""
-    if racing(study) and kind in RACING_KINDS:
+    if study.config.images.racing and kind in RACING_KINDS:
         return {"images": study.config.images.min}
     return {}
 
@@ -139,13 +135,10 @@ def load_ingredients(directory: Path, config_id: str) -> dict[str, np.ndarray] |
 def previous_ingredients(study: Study, row: Row) -> dict[str, np.ndarray] | None:
     """What a row being continued already has: its stored arrays if they are fewer images than
     its target (``None``: evaluate from the first image)."""
-    if not racing(study):
+    arrays = load_ingredients(study.directory, row.id) if study.config.images.racing else None
+    if arrays is None or len(next(iter(arrays.values()))) >= target_images(study, row):
         return None
-    arrays = load_ingredients(study.directory, row.id)
-    if arrays is None:
-        return None
-    have = len(next(iter(arrays.values())))
-    return arrays if have < target_images(study, row) else None
+    return arrays
 
 
 # --------------------------------------------------------------------------- the decisions
@@ -230,13 +223,9 @@ def undecided(study: Study, rows: Iterable[Row], kinds: Sequence[str] = RACING_K
               ) -> list[Row]:
     """Done rows of ``kinds`` with fewer than all images and no verdict at their image count."""
     maximum = study.config.images_per_config
-    out = []
-    for row in rows:
-        count = row.metrics.get("n_images", maximum)
-        if row.kind in RACING_KINDS and row.kind in kinds and row.status == "done" and \
-                count < maximum and not any(d["images"] == count for d in row.tags.get("race", [])):
-            out.append(row)
-    return out
+    return [row for row in rows if row.kind in RACING_KINDS and row.kind in kinds
+            and row.status == "done" and (count := row.metrics.get("n_images", maximum)) < maximum
+            and not any(d["images"] == count for d in row.tags.get("race", []))]
 
 
 def race_step(study: Study, kinds: Sequence[str] = RACING_KINDS) -> int:
@@ -281,7 +270,7 @@ def evaluate_racing(study: Study, kinds: Sequence[str], executor: ExecutorSectio
     try:
         while True:
             evaluate_pending(study, kinds, executor, desc=desc, kept=kept)
-            if not racing(study) or race_step(study, kinds) == 0:
+            if not study.config.images.racing or race_step(study, kinds) == 0:
                 return
     finally:
         kept.shutdown()

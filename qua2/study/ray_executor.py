@@ -359,17 +359,15 @@ def evaluate_with_ray(study: Study, kinds: Sequence[str] | None, executor: Execu
             progress.update(1)
 
     def lost(task: Task) -> Task | None:
-        nonlocal recorded
+        from qua2.study.evaluate import Evaluation
+
         deaths[task.key] = deaths.get(task.key, 0) + 1
         if deaths[task.key] < DEATHS_PER_CONFIG:
             say(f"a Ray worker died while evaluating {task.key}; it goes back to the queue.")
             store.release(task.key)
-            return None
-        store.fail(task.key, f"the Ray worker process died {DEATHS_PER_CONFIG} times while "
-                             "evaluating this configuration (see the Ray logs)")
-        recorded += 1
-        if progress is not None:
-            progress.update(1)
+        else:  # recorded as a failed row
+            done(task, Evaluation(error=f"the Ray worker process died {DEATHS_PER_CONFIG} times "
+                                        "while evaluating this configuration (see the Ray logs)"))
         return None
 
     pool = None
@@ -427,8 +425,7 @@ def verification_scores(study: Study, executor: ExecutorSection,
 
     pool = ActorPool(study, executor)
     try:
-        tasks = iter(lambda: queue.pop() if queue else None, None)
-        run_tasks(pool, lambda: next(tasks, None), done, lost=lambda task: task,
+        run_tasks(pool, lambda: queue.pop() if queue else None, done, lost=lambda task: task,
                   abandon=lambda task: None, on_dispatch=on_dispatch)
     finally:
         pool.shutdown()

@@ -61,13 +61,9 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
         tensors.items())).encode())
 
 
-def reference_path(study: Study, which: str) -> Path:
-    return study.path("reference", f"{which}.safetensors")
-
-
 def get_reference(study: Study, which: str = "sampling") -> Reference:
     """The FP reference for the sampling, selection or verification seeds; made on first use."""
-    path = reference_path(study, which)
+    path = study.path("reference", f"{which}.safetensors")
     seeds = {"sampling": study.sampling_seeds, "selection": study.selection_seeds,
              "verification": study.verification_seeds}[which]()
     if path.exists():

@@ -13,23 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qua2.errors import Qua2Error
-from qua2.io import (
-    DamagedArtifactError,
-    atomic_write_json,
-    read_json_object,
-    read_json_object_or_none,
-)
+from qua2.io import atomic_write_json, read_json_object_or_none
 from qua2.log import say
 from qua2.study.store import Store
 from qua2.study.study import Study
 
 if TYPE_CHECKING:
-    import torch
-
     from qua2.study.config import ExecutorSection
 
 
@@ -65,32 +57,21 @@ class RunOptions:
         return executor
 
 
-
-
-
 # --------------------------------------------------------------------------- stages
 def stage_model(study: Study, options: RunOptions) -> None:
     """Load (or train, for the embedded models) the denoiser and describe it."""
+    from qua2.study.reference import tensors_digest
+
     adapter = study.adapter
     layers = adapter.quantizable_layers()
     params = sum(p.numel() for p in adapter.module.parameters())
-    digest = weights_digest(adapter.module)
+    digest = tensors_digest(adapter.module.state_dict())  # every parameter and buffer, by name
     _check_same_weights(study, digest)
     info = {"family": adapter.family, "name": adapter.name, "parameters": params,
             "quantizable_layers": len(layers), "device": str(study.device),
             "weights_digest": digest}
     atomic_write_json(study.path("model.json"), info)
     say(f"model {adapter.name}: {params / 1e6:.2f} M parameters, {len(layers)} weight layers")
-
-
-def weights_digest(module: torch.nn.Module) -> str:
-    """Digest of every parameter and buffer's exact bytes, by name."""
-    from qua2.io import bytes_digest
-    from qua2.quant.store import tensor_digest
-
-    state = module.state_dict()
-    return bytes_digest("".join(f"{k}={tensor_digest(state[k])};" for k in sorted(state))
-                        .encode())
 
 
 def _check_same_weights(study: Study, digest: str) -> None:
@@ -124,7 +105,7 @@ def stage_reference(study: Study, options: RunOptions) -> None:
     save_figure(sample_grid_figure(reference.images[:shown], reference.conditions[:shown],
                                    suptitle=f"{study.config.name}: full precision"), grid)
     metrics_path = study.path("reference", "fp_metrics.json")
-    metrics = _stored_fp_metrics(metrics_path)
+    metrics = read_json_object_or_none(metrics_path, "they are computed again")
     if metrics is None:
         metrics = build_scorer(study).score(reference.images, reference)
         atomic_write_json(metrics_path, metrics)
@@ -133,25 +114,13 @@ def stage_reference(study: Study, options: RunOptions) -> None:
         f"{metrics_path}")
 
 
-def _stored_fp_metrics(path: Path) -> dict[str, float] | None:
-    """The FP metrics written by an earlier run; None if absent or damaged (then recomputed)."""
-    if not path.exists():
-        return None
-    try:
-        return read_json_object(path, "they are computed again")
-    except DamagedArtifactError as error:
-        say(f"{error}")
-        return None
-
-
 def stage_graph(study: Study, options: RunOptions) -> None:
     """Trace the denoiser into its operation graph (once)."""
     from qua2.study.graph import study_graph
 
     graph = study_graph(study)
-    layers = set(study.adapter.quantizable_layers())
     traced = set(graph.layers())
-    missing = sorted(layers - traced)
+    missing = set(study.adapter.quantizable_layers()) - traced
     say(f"operation graph: {graph.num_nodes} nodes, {graph.num_edges} edges, "
         f"{len(traced)} weight layers" + (f" ({len(missing)} never called)" if missing else ""))
 

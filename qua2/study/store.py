@@ -28,7 +28,6 @@ from typing import Any
 from qua2.errors import Qua2Error
 
 SCHEMA_VERSION = 1
-STORE_FILE = "study.sqlite"
 STATUSES = ("pending", "running", "done", "failed")
 
 _SCHEMA = """
@@ -259,20 +258,17 @@ class Store:
         return _to_row(row)
 
     def rows(self, status: str | None = None, kind: str | None = None) -> list[Row]:
-        query, args = "SELECT * FROM configs WHERE 1=1", list[str]()
-        if status:
-            query, args = query + " AND status=?", [*args, status]
-        if kind:
-            query, args = query + " AND kind=?", [*args, kind]
-        return [_to_row(r) for r in self._db.execute(query + " ORDER BY seq", args)]
+        return [_to_row(r) for r in self._select("*", status, kind, " ORDER BY seq")]
 
     def count(self, status: str | None = None, kind: str | None = None) -> int:
-        query, args = "SELECT count(*) FROM configs WHERE 1=1", list[str]()
-        if status:
-            query, args = query + " AND status=?", [*args, status]
-        if kind:
-            query, args = query + " AND kind=?", [*args, kind]
-        return self._db.execute(query, args).fetchone()[0]
+        return self._select("count(*)", status, kind).fetchone()[0]
+
+    def _select(self, what: str, status: str | None, kind: str | None,
+                order: str = "") -> sqlite3.Cursor:
+        given = {"status": status, "kind": kind}
+        where = "".join(f" AND {column}=?" for column, value in given.items() if value)
+        args = [value for value in given.values() if value]
+        return self._db.execute(f"SELECT {what} FROM configs WHERE 1=1{where}{order}", args)
 
     def counts(self) -> dict[str, int]:
         found = dict(self._db.execute("SELECT status, count(*) FROM configs GROUP BY status"))

@@ -11,6 +11,7 @@ weights) are in :func:`check_study_paths`, run by ``qua2 run`` before its first 
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from pathlib import Path
@@ -170,27 +171,23 @@ def _check_seeds(config: StudyConfig) -> None:
     a noisy contest as if it were measured fresh: an optimistic bias (issue 19).
     """
     seeds = config.seeds
-    for name in ("sampling", "selection", "verification"):
-        if getattr(seeds, name) < 0:
-            raise Qua2Error(f"seeds.{name} must be ≥ 0, got {getattr(seeds, name)}.")
-    if config.config_sampler.seed < 0:
-        raise Qua2Error(f"config_sampler.seed must be ≥ 0, got {config.config_sampler.seed}.")
+    counts = {"sampling": config.images_per_config, "selection": config.selection_images,
+              "verification": config.verification_images}
+    starts = {f"seeds.{name}": getattr(seeds, name) for name in counts}
+    for key, value in {**starts, "config_sampler.seed": config.config_sampler.seed}.items():
+        if value < 0:
+            raise Qua2Error(f"{key} must be ≥ 0, got {value}.")
     if config.selection_images < 0:
         raise Qua2Error(f"'selection_images' must be ≥ 0 (0: the surrogate chooses), got "
                         f"{config.selection_images}.")
-    ranges = {"sampling": range(seeds.sampling, seeds.sampling + config.images_per_config),
-              "selection": range(seeds.selection, seeds.selection + config.selection_images),
-              "verification": range(seeds.verification,
-                                    seeds.verification + config.verification_images)}
-    names = list(ranges)
-    for i, first in enumerate(names):
-        for second in names[i + 1:]:
-            a, b = ranges[first], ranges[second]
-            if a and b and a.start < b.stop and b.start < a.stop:
-                raise Qua2Error(
-                    f"the {first} seeds {a.start}…{a.stop - 1} overlap the {second} seeds "
-                    f"{b.start}…{b.stop - 1}; move seeds.{second} past them (sampling, "
-                    "selection and verification must use different images).")
+    ranges = {name: range(getattr(seeds, name), getattr(seeds, name) + count)
+              for name, count in counts.items()}
+    for (first, a), (second, b) in itertools.combinations(ranges.items(), 2):
+        if a and b and a.start < b.stop and b.start < a.stop:
+            raise Qua2Error(
+                f"the {first} seeds {a.start}…{a.stop - 1} overlap the {second} seeds "
+                f"{b.start}…{b.stop - 1}; move seeds.{second} past them (sampling, "
+                "selection and verification must use different images).")
 
 
 def _check_runtime(config: StudyConfig) -> None:

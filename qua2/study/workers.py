@@ -41,24 +41,22 @@ def evaluate_loop(study: Study, kinds: Sequence[str] | None = None,
     from qua2.study.option_cache import open_option_cache
     from qua2.study.racing import previous_ingredients, target_images
 
-    store = Store(study.path("study.sqlite"))
     evaluator: Evaluator | None = None
     done = 0
-    while (row := store.claim(kinds)) is not None:
-        try:
-            evaluator = evaluator or Evaluator(study, open_option_cache(study))
-            result = evaluator.evaluate(QuantConfig.from_dict(row.config),
-                                        count=target_images(study, row),
-                                        previous=previous_ingredients(study, row))
-        except BaseException:  # Ctrl-C or bad input: the row is not this config's fault
-            store.release(row.id)
-            store.close()
-            raise
-        result.store_in(store, row.id)
-        done += 1
-        if progress is not None:
-            progress.update(1)
-    store.close()
+    with Store(study.path("study.sqlite")) as store:
+        while (row := store.claim(kinds)) is not None:
+            try:
+                evaluator = evaluator or Evaluator(study, open_option_cache(study))
+                result = evaluator.evaluate(QuantConfig.from_dict(row.config),
+                                            count=target_images(study, row),
+                                            previous=previous_ingredients(study, row))
+            except BaseException:  # Ctrl-C or bad input: the row is not this config's fault
+                store.release(row.id)
+                raise
+            result.store_in(store, row.id)
+            done += 1
+            if progress is not None:
+                progress.update(1)
     return done
 
 
@@ -70,8 +68,6 @@ def evaluate_pending(study: Study, kinds: Sequence[str] | None = None,
     import torch
 
     executor = executor or study.config.executor
-    workers = executor.workers
-
     with Store(study.path("study.sqlite")) as store:
         recovered = store.recover_abandoned()
         if recovered:
@@ -81,20 +77,19 @@ def evaluate_pending(study: Study, kinds: Sequence[str] | None = None,
             store.count("pending")
     if pending == 0:
         return 0
-    threads = executor.threads
     with progress_bar(total=pending, desc=desc, unit="config") as progress:
         if executor.kind == "ray":
             from qua2.study.ray_executor import evaluate_with_ray
 
             return evaluate_with_ray(study, kinds, executor, progress, kept=kept)
-        if workers <= 1:
+        if executor.workers <= 1:
             before = torch.get_num_threads()
-            torch.set_num_threads(threads)
+            torch.set_num_threads(executor.threads)
             try:
                 return evaluate_loop(study, kinds, progress)
             finally:  # later stages of this process keep the thread count they had
                 torch.set_num_threads(before)
-        return _run_workers(study, kinds, workers, threads, pending, progress)
+        return _run_workers(study, kinds, executor.workers, executor.threads, pending, progress)
 
 
 def _run_workers(study: Study, kinds: Sequence[str] | None, workers: int, threads: int,
@@ -105,20 +100,18 @@ def _run_workers(study: Study, kinds: Sequence[str] | None, workers: int, thread
         command += ["--kinds", *kinds]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads)}
     processes = [subprocess.Popen(command, env=env) for _ in range(workers)]
-    store = Store(study.path("study.sqlite"))
-    start = _finished(store)
-    try:
-        while any(p.poll() is None for p in processes):
-            time.sleep(0.5)
-            done = min(pending, _finished(store) - start)
-            if done != progress.n:  # redraw on progress only: keeps log files short
-                progress.update(done - progress.n)
-    except KeyboardInterrupt:
-        for process in processes:
-            process.terminate()
-        raise
-    finally:
-        store.close()
+    with Store(study.path("study.sqlite")) as store:
+        start = _finished(store)
+        try:
+            while any(p.poll() is None for p in processes):
+                time.sleep(0.5)
+                done = min(pending, _finished(store) - start)
+                if done != progress.n:  # redraw on progress only: keeps log files short
+                    progress.update(done - progress.n)
+        except KeyboardInterrupt:
+            for process in processes:
+                process.terminate()
+            raise
     failed = [p.returncode for p in processes if p.returncode]
     if Qua2Error.exit_code in failed:  # a worker stopped on bad input and said why
         raise Qua2Error("an evaluation worker stopped on the error above; fix it and re-run.")
