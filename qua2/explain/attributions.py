@@ -52,20 +52,29 @@ class LayerExplanation:
 
     def importance(self) -> Any:
         """Mean |SHAP| per layer (a pandas Series, descending)."""
-        import pandas as pd
-
-        return pd.Series(np.abs(self.values).mean(axis=0), index=self.layers,
-                         name="mean_abs_shap").sort_values(ascending=False)
+        return mean_abs(self.explanation)
 
     def option_keys(self) -> np.ndarray:
         """``[N, L]`` option key of every cell (``fp`` in full precision)."""
-        keys = np.array([o.key for o in self.options] + ["fp"], dtype=object)
-        return keys[np.where(self.choices == FP_CHOICE, len(self.options), self.choices)]
+        return _per_cell([o.key for o in self.options] + ["fp"], self.choices, object)
+
+
+def mean_abs(explanation: Any) -> Any:
+    """Mean |SHAP| per feature of an explanation (a pandas Series, descending)."""
+    import pandas as pd
+
+    values = np.abs(np.asarray(explanation.values)).mean(axis=0)
+    return pd.Series(values, index=list(explanation.feature_names),
+                     name="mean_abs_shap").sort_values(ascending=False)
+
+
+def _per_cell(table: list[Any], choices: np.ndarray, dtype: Any) -> np.ndarray:
+    """``table`` (one entry per option, then the full-precision one) of every choice cell."""
+    return np.array(table, dtype=dtype)[np.where(choices == FP_CHOICE, len(table) - 1, choices)]
 
 
 def _bits(choices: np.ndarray, options: list[QuantOption]) -> np.ndarray:
-    table = np.array([o.bits for o in options] + [FP_BITS], dtype=np.float64)
-    return table[np.where(choices == FP_CHOICE, len(options), choices)]
+    return _per_cell([o.bits for o in options] + [FP_BITS], choices, np.float64)
 
 
 def _per_layer(values: np.ndarray, feature_layer: np.ndarray, n_layers: int) -> np.ndarray:

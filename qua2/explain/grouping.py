@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from qua2.explain.attributions import LayerExplanation
+from qua2.explain.attributions import mean_abs as mean_abs  # re-exported: one definition
 
 if TYPE_CHECKING:
     from qua2.graph.opgraph import OpGraph
@@ -42,21 +43,15 @@ def layer_table(layers: Sequence[str], graph: OpGraph | None = None) -> pd.DataF
 
     Layers the graph does not know get ``other`` labels, so views never drop a layer.
     """
-    frame = pd.DataFrame(index=pd.Index(list(layers), name="layer"))
-    if graph is not None:
+    index = pd.Index(list(layers), name="layer")
+    columns = ["role", "op_type", "block", "block_index", "stage"]
+    if graph is None:
+        frame = pd.DataFrame(np.nan, index=index, columns=columns)
+    else:
         nodes = graph.nodes[graph.nodes["quantizable"]].set_index("name")
-        known = nodes.reindex(frame.index)
-        frame["role"] = known["role"]
-        frame["op_type"] = known["op_type"]
-        frame["block"] = known["block"]
-        frame["block_index"] = known["block_index"]
-        frame["stage"] = known["stage"]
+        frame = nodes.reindex(index=index, columns=columns)
     for column in ("role", "op_type", "block", "stage"):
-        if column not in frame:
-            frame[column] = np.nan
         frame[column] = frame[column].fillna("other").astype(str)
-    if "block_index" not in frame:
-        frame["block_index"] = np.nan
     frame["block_index"] = frame["block_index"].fillna(-1).astype(int)
     frame["component"] = frame["role"].str.split(".").str[0]
     return frame[list(LABELS)]
@@ -71,17 +66,20 @@ def group_explanation(explanation: Any, groups: Mapping[str, Any] | pd.Series,
     """
     import shap
 
-    names = list(explanation.feature_names)
-    labels = [groups[name] for name in names]
+    labels = [groups[name] for name in explanation.feature_names]
     order = list(order) if order is not None else list(dict.fromkeys(labels))
-    member = np.array([[lab == g for lab in labels] for g in order], dtype=float)  # [G, L]
+    member = membership(labels, order)
     values = np.asarray(explanation.values) @ member.T
     data = explanation.data
-    grouped_data = None
-    if data is not None:
-        grouped_data = (np.asarray(data, dtype=float) @ member.T) / member.sum(axis=1)
+    if data is not None:  # a group's data: the mean of its layers' data
+        data = (np.asarray(data, dtype=float) @ member.T) / member.sum(axis=1)
     return shap.Explanation(values=values, base_values=explanation.base_values,
-                            data=grouped_data, feature_names=[str(g) for g in order])
+                            data=data, feature_names=[str(g) for g in order])
+
+
+def membership(labels: Sequence[Any], groups: Sequence[Any]) -> np.ndarray:
+    """``[G, L]`` 0/1 matrix: row ``g`` marks the layers whose label is ``groups[g]``."""
+    return np.array([[label == g for label in labels] for g in groups], dtype=float)
 
 
 def view(lexp: LayerExplanation, table: pd.DataFrame, by: str) -> Any:
@@ -108,13 +106,6 @@ def option_view(lexp: LayerExplanation) -> Any:
     counts = np.stack([(keys == k).sum(axis=1) for k in order], axis=1)
     return shap.Explanation(values=values, base_values=lexp.explanation.base_values,
                             data=counts, feature_names=order)
-
-
-def mean_abs(explanation: Any) -> pd.Series:
-    """Mean |SHAP| per feature of an explanation (descending)."""
-    values = np.abs(np.asarray(explanation.values)).mean(axis=0)
-    return pd.Series(values, index=list(explanation.feature_names),
-                     name="mean_abs_shap").sort_values(ascending=False)
 
 
 def option_preference(lexp: LayerExplanation, table: pd.DataFrame,

@@ -25,10 +25,8 @@ Predict = Callable[[np.ndarray], np.ndarray]
 
 def _path_configs(x: np.ndarray, background: np.ndarray, order: np.ndarray) -> np.ndarray:
     """``[L + 1, M, L]``: background configs with the first k layers of ``order`` set to x."""
-    n_layers = len(x)
-    steps = np.zeros((n_layers + 1, n_layers), dtype=bool)
-    for k in range(n_layers):
-        steps[k + 1:, order[k]] = True
+    # step k switches layer order[k]: row j has the layers ranked below j switched
+    steps = np.arange(len(x) + 1)[:, None] > np.argsort(order)[None, :]
     return np.where(steps[:, None, :], x[None, None, :], background[None, :, :])
 
 

@@ -40,7 +40,7 @@ def predicted_vs_measured_figure(oof: pd.DataFrame, summaries: Mapping[str, Mapp
     """Held-out predictions vs measured values, one panel per surrogate, with ρ and τ."""
     kinds = [k for k in summaries if k in set(oof["surrogate"])]
     figure = _figure(3.6 * max(1, len(kinds)) + 0.4, 3.8)
-    axes = np.atleast_1d(figure.subplots(1, max(1, len(kinds)), squeeze=False)[0])
+    axes = figure.subplots(1, max(1, len(kinds)), squeeze=False)[0]
     for axis, kind in zip(axes, kinds):
         part = oof[oof["surrogate"] == kind]
         axis.scatter(part["y"], part["pred"], s=10, alpha=0.6, color="#1f77b4", lw=0)
@@ -127,7 +127,7 @@ def importance_bars_figure(panels: Mapping[str, pd.Series], table: pd.DataFrame,
     names = list(panels)
     height = 0.28 * max(min(len(s), top) for s in panels.values()) + 1.4
     figure = _figure(4.4 * len(names), max(3.0, height))
-    axes = np.atleast_1d(figure.subplots(1, len(names), squeeze=False)[0])
+    axes = figure.subplots(1, len(names), squeeze=False)[0]
     roles = role_colours(table["role"])
     stage_of_block = table.groupby("block")["stage"].first()
     for axis, name in zip(axes, names):
@@ -209,27 +209,29 @@ def sensitivity_boxes_figure(scores: pd.DataFrame) -> Any:
     blocks = sorted(scores["block_index"].unique())
     data = [scores.loc[scores["block_index"] == b, "score"].to_numpy() for b in blocks]
     names = scores.drop_duplicates("block_index").set_index("block_index")["block"]
-    boxes = left.boxplot(data, patch_artist=True, showfliers=False, widths=0.6,
-                         medianprops={"color": "black"})
-    for patch, block in zip(boxes["boxes"], blocks):
-        kinds = scores.loc[scores["block_index"] == block, "kind"].unique()
-        # a global sub-graph has one kind (its colour); a block mixes kinds (neutral grey)
-        patch.set_facecolor(component_colour(kinds[0]) if len(kinds) == 1 else "#dddddd")
+    # a global sub-graph has one kind (its colour); a block mixes kinds (neutral grey)
+    mixes = [scores.loc[scores["block_index"] == b, "kind"].unique() for b in blocks]
+    _boxes(left, data, [component_colour(k[0]) if len(k) == 1 else "#dddddd" for k in mixes])
     left.set_xticks(range(1, len(blocks) + 1),
                     [f"{b}: {short_name(str(names[b]), 18)}" for b in blocks],
                     rotation=40, ha="right", fontsize=8)
     left.set_ylabel("variant score (standardised)")
     left.set_title("by block index", fontsize=10)
     kinds = list(scores.groupby("kind")["score"].median().sort_values().index)
-    boxes = right.boxplot([scores.loc[scores["kind"] == k, "score"].to_numpy() for k in kinds],
-                          patch_artist=True, showfliers=False, widths=0.6,
-                          medianprops={"color": "black"})
-    for patch, kind in zip(boxes["boxes"], kinds):
-        patch.set_facecolor(component_colour(kind))
+    _boxes(right, [scores.loc[scores["kind"] == k, "score"].to_numpy() for k in kinds],
+           [component_colour(k) for k in kinds])
     right.set_xticks(range(1, len(kinds) + 1), kinds, rotation=40, ha="right", fontsize=8)
     right.set_title("by op type (sub-graph kind)", fontsize=10)
     figure.suptitle("Quantifiable sensitivity: scores of every sub-graph variant", fontsize=11)
     return figure
+
+
+def _boxes(axis: Any, data: list[np.ndarray], colours: list[str]) -> None:
+    """Box plots without fliers, each box filled with its colour."""
+    boxes = axis.boxplot(data, patch_artist=True, showfliers=False, widths=0.6,
+                         medianprops={"color": "black"})
+    for patch, colour in zip(boxes["boxes"], colours):
+        patch.set_facecolor(colour)
 
 
 def importance_vs_sweep_figure(joined: pd.DataFrame, stats: Mapping[str, Any]) -> Any:

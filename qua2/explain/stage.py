@@ -39,7 +39,7 @@ from qua2.io import read_json_object, read_json_object_or_none, rerun_stage
 from qua2.log import say
 from qua2.plots import pareto_figure, pareto_front, save_figure
 from qua2.surrogates.data import StudyData, load_study_data
-from qua2.surrogates.fit import load_fitted
+from qua2.surrogates.fit import digest, load_fitted
 from qua2.surrogates.registry import get_surrogate
 
 if TYPE_CHECKING:
@@ -75,16 +75,20 @@ def explain_study(study: Study, options: ExplainOptions | None = None
                         f"{study.directory} --surrogate {missing[0]}` first.")
     data = load_study_data(study)
     path = study.path("explain", "explain.json")
-    previous = _previous_explanation(path)
+    # what an earlier run explained; a damaged file only means recomputing it
+    previous = read_json_object_or_none(path, "it is computed again") or {}
     entries = previous.get("surrogates", {}) if previous.get("target") == report["target"] \
         else {}
-    todo = [k for k in kinds if options.force or entries.get(k, {}).get("fingerprint")
-            != _fingerprint(report, k, options, data.ids)]
+    fingerprints = {k: _fingerprint(report, k, options, data.ids) for k in kinds}
+    todo = [k for k in kinds
+            if options.force or entries.get(k, {}).get("fingerprint") != fingerprints[k]]
     for kind in sorted(set(kinds) - set(todo)):
         say(f"explain: {kind} is up to date in {path.parent / kind}; --force recomputes")
     if not todo:
         return {}
-    graph = _graph(study)
+    from qua2.study.graph import study_graph
+
+    graph = study_graph(study)
     table = layer_table(data.encoder.layers, graph)
     out = path.parent
     _study_figures(study, data, report, out)
@@ -95,12 +99,12 @@ def explain_study(study: Study, options: ExplainOptions | None = None
         lexp, info = _explain_one(model, data, table, graph, sweep, report, options,
                                   out / kind)
         explanations[kind] = lexp
-        entries[kind] = {**info, "fingerprint": _fingerprint(report, kind, options, data.ids)}
+        entries[kind] = {**info, "fingerprint": fingerprints[kind]}
         rho = info["importance_vs_sweep"].get("spearman")
         say(f"explain: {kind} ({lexp.method} SHAP on {len(lexp.choices)} configs); "
             f"importance vs sweep ρ = {'n/a' if rho is None else f'{rho:.3f}'} → {out / kind}")
-    summary = {"target": report["target"], "surrogates": entries}
-    path.write_text(json.dumps(summary, indent=1, default=_json))
+    path.write_text(json.dumps({"target": report["target"], "surrogates": entries}, indent=1,
+                               default=_json))
     return explanations
 
 
@@ -108,22 +112,14 @@ def _fingerprint(report: dict[str, Any], kind: str, options: ExplainOptions,
                  ids: list[str]) -> str:
     """Changes when the fit, the rows (new sweep or search rows) or the options change."""
     import dataclasses
-    import hashlib
 
-    payload = {"fit": report["surrogates"][kind].get("fingerprint"), "rows": sorted(ids),
-               "options": {k: v for k, v in dataclasses.asdict(options).items()
-                           if k not in ("force", "surrogates")}}
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return digest({"fit": report["surrogates"][kind].get("fingerprint"), "rows": sorted(ids),
+                   "options": {k: v for k, v in dataclasses.asdict(options).items()
+                               if k not in ("force", "surrogates")}})
 
 
 def _json(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else str(value)
-
-
-def _previous_explanation(path: Path) -> dict[str, Any]:
-    """What an earlier run explained; a damaged file only means recomputing it."""
-    return read_json_object_or_none(path, "it is computed again") or {}
 
 
 def _fit_report(study: Study) -> dict[str, Any]:
@@ -132,12 +128,6 @@ def _fit_report(study: Study) -> dict[str, Any]:
         raise Qua2Error(f"{study.directory} has no fitted surrogates; run `qua2 fit "
                         f"{study.directory}` first.")
     return read_json_object(path, rerun_stage(study.directory, "fit"))
-
-
-def _graph(study: Study) -> OpGraph:
-    from qua2.study.graph import study_graph
-
-    return study_graph(study)
 
 
 # --------------------------------------------------------------------------- per surrogate
@@ -270,8 +260,7 @@ def stage_explain(study: Study, options: RunOptions | None = None) -> None:
     """Pipeline stage: explain the best fitted surrogate (and every other cheap one)."""
     report = _fit_report(study)
     kinds = tuple(k for k in report["surrogates"] if get_surrogate(k).exact_shap)
-    best = report["best"]
-    explain_study(study, ExplainOptions(surrogates=tuple(dict.fromkeys((best, *kinds)))))
+    explain_study(study, ExplainOptions(surrogates=tuple(dict.fromkeys((report["best"], *kinds)))))
 
 
 __all__ = ["LABELS", "ExplainOptions", "explain_study", "stage_explain"]

@@ -26,7 +26,7 @@ import pandas as pd
 
 from qua2.errors import Qua2Error
 from qua2.explain.attributions import LayerExplanation, _bits, explain
-from qua2.explain.grouping import layer_table
+from qua2.explain.grouping import layer_table, membership
 from qua2.io import read_json
 from qua2.specs import QuantOption
 from qua2.stats import bootstrap, percentile_interval, ratio_means
@@ -170,7 +170,7 @@ def group_importance(expl: StudyExplanation, by: str, rounds: int = 2000, seed: 
     configs, and the mean per layer of the group. One row per group, most important first."""
     labels = expl.labels[by].to_numpy()
     groups = list(dict.fromkeys(labels))
-    member = np.array([[label == g for label in labels] for g in groups], dtype=float)
+    member = membership(labels, groups)
     summed = np.abs(expl.values @ member.T)  # [configs, groups]
     low, high = percentile_interval(bootstrap(len(summed), lambda i: summed[i].mean(axis=0),
                                               rounds, seed))

@@ -50,7 +50,7 @@ def layered_layout(num_nodes: int, edges: np.ndarray, sweeps: int = 4) -> np.nda
         columns[int(column[node])].append(node)
     row = np.zeros(num_nodes, dtype=np.float64)
     for nodes in columns.values():
-        row[nodes] = np.arange(len(nodes)) - (len(nodes) - 1) / 2
+        row[nodes] = _centred(len(nodes))
     order = sorted(columns)
     for sweep in range(sweeps):
         forward = sweep % 2 == 0
@@ -59,8 +59,13 @@ def layered_layout(num_nodes: int, edges: np.ndarray, sweeps: int = 4) -> np.nda
             nodes = columns[col]
             keys = [np.mean(row[neighbours[n]]) if neighbours[n] else row[n] for n in nodes]
             ranked = [n for _, n in sorted(zip(keys, nodes), key=lambda kv: kv[0])]
-            row[ranked] = np.arange(len(ranked)) - (len(ranked) - 1) / 2
+            row[ranked] = _centred(len(ranked))
     return np.stack([column.astype(np.float64), row], axis=1)
+
+
+def _centred(n: int) -> np.ndarray:
+    """Rows ``0 … n − 1`` shifted to be centred on 0."""
+    return np.arange(n) - (n - 1) / 2
 
 
 def _alap_columns(num_nodes: int, preds: dict[int, list[int]],
@@ -87,9 +92,11 @@ def _short(name: str, block: str) -> str:
 def draw_graph(graph: OpGraph, block: str | None = None, title: str | None = None) -> Figure:
     """A picture of ``graph`` (or of one ``block``, with its outside neighbours in grey)."""
     if block is None:
-        return _draw(graph, np.arange(graph.num_nodes), None, title or graph.summary())
+        return _draw_wrapped(graph.subgraph(np.arange(graph.num_nodes)), title or graph.summary())
     rows = select_block(graph, block)
-    return _draw(graph, rows, block, title or f"{graph.model}: {block} ({len(rows)} nodes)")
+    title = title or f"{graph.model}: {block} ({len(rows)} nodes)"
+    rows, outside = _with_neighbours(graph, rows)
+    return _draw_block(graph.subgraph(rows), np.isin(rows, outside), block, title)
 
 
 def select_block(graph: OpGraph, block: str) -> np.ndarray:
@@ -121,21 +128,11 @@ def _with_neighbours(graph: OpGraph, rows: np.ndarray) -> tuple[np.ndarray, np.n
 _COLUMN_INCHES, _PANEL_COLUMNS = 0.11, 220
 
 
-def _draw(graph: OpGraph, rows: np.ndarray, block: str | None, title: str) -> Figure:
-    outside = np.zeros(0, dtype=np.int64)
-    if block is not None:
-        rows, outside = _with_neighbours(graph, rows)
-    sub = graph.subgraph(rows)
-    layout = layered_layout(sub.num_nodes, sub.edges)
-    if block is None:
-        return _draw_wrapped(sub, layout, title)
-    return _draw_block(sub, layout, np.isin(rows, outside), block, title)
-
-
-def _draw_wrapped(sub: OpGraph, pos: np.ndarray, title: str) -> Figure:
+def _draw_wrapped(sub: OpGraph, title: str) -> Figure:
     """Left to right, wrapped into stacked panels like lines of text; blocks as bands."""
     from matplotlib.figure import Figure
 
+    pos = layered_layout(sub.num_nodes, sub.edges)
     columns = int(pos[:, 0].max()) + 1
     panels = max(1, -(-columns // _PANEL_COLUMNS))
     span = -(-columns // panels)  # balanced panels: no nearly empty last line
@@ -144,7 +141,6 @@ def _draw_wrapped(sub: OpGraph, pos: np.ndarray, title: str) -> Figure:
     axes = fig.subplots(panels, 1, squeeze=False)[:, 0]
     grey = np.zeros(sub.num_nodes, dtype=bool)
     for i, ax in enumerate(axes):
-        _draw_edges(ax, pos, sub.edges, grey)
         _draw_nodes(ax, sub, pos, grey, labelled=False)
         _block_bands(ax, sub, pos)
         ax.set_xlim(i * span - 0.5, (i + 1) * span - 0.5)
@@ -158,17 +154,16 @@ def _draw_wrapped(sub: OpGraph, pos: np.ndarray, title: str) -> Figure:
     return fig
 
 
-def _draw_block(sub: OpGraph, layout: np.ndarray, grey: np.ndarray, block: str,
-                title: str) -> Figure:
+def _draw_block(sub: OpGraph, grey: np.ndarray, block: str, title: str) -> Figure:
     """Top to bottom, every node labelled, the block's outside neighbours in grey."""
     from matplotlib.figure import Figure
 
+    layout = layered_layout(sub.num_nodes, sub.edges)
     pos = np.stack([layout[:, 1] * 2.2, -layout[:, 0]], axis=1)
     width = float(np.clip(np.ptp(pos[:, 0]) * 1.1 + 8, 8, 60))
     height = float(np.clip(np.ptp(pos[:, 1]) * 0.42 + 2, 4, 80))
     fig = Figure(figsize=(width, height), dpi=100)
     ax = fig.add_subplot()
-    _draw_edges(ax, pos, sub.edges, grey)
     _draw_nodes(ax, sub, pos, grey, labelled=True)
     _label_nodes(ax, sub, pos, block)
     _legend(ax, sub, outside=True)
@@ -213,6 +208,8 @@ def _draw_edges(ax, pos: np.ndarray, edges: np.ndarray, grey: np.ndarray) -> Non
 
 
 def _draw_nodes(ax, sub: OpGraph, pos: np.ndarray, grey: np.ndarray, labelled: bool) -> None:
+    """The edges, then the nodes: circles coloured by op type, weight layers as squares."""
+    _draw_edges(ax, pos, sub.edges, grey)
     op = sub.nodes["op_type"].to_numpy()
     layer = sub.nodes["quantizable"].to_numpy()
     size = 60 if labelled else 14

@@ -51,21 +51,12 @@ class OptionStatsSource(Protocol):
     def option_stats(self, layer: str, option: QuantOption) -> OptionSizes: ...
 
 
-def default_methods() -> tuple[str, ...]:
-    """The methods one-hot encoded by default: qua2.quant's registry, in registration order."""
-    from qua2.quant.methods import METHODS
-
-    return tuple(METHODS)
-
 FP_BITS = 16
 
 
 def _one_hot(values: Sequence[str], vocabulary: Sequence[str]) -> np.ndarray:
     index = {v: i for i, v in enumerate(vocabulary)}
-    out = np.zeros((len(values), len(vocabulary)), dtype=np.float32)
-    for row, value in enumerate(values):
-        out[row, index[value]] = 1.0
-    return out
+    return np.eye(len(vocabulary), dtype=np.float32)[[index[v] for v in values]]
 
 
 def _normalised(values: np.ndarray) -> np.ndarray:
@@ -84,8 +75,10 @@ class GraphFeaturizer:
 
     def __init__(self, graph: OpGraph, methods: Any = None, *,
                  reverse_edges: bool = False) -> None:
-        if methods is None:
-            methods = default_methods()
+        if methods is None:  # qua2.quant's method registry, in registration order
+            from qua2.quant.methods import METHODS
+
+            methods = tuple(METHODS)
         self.graph = graph
         self.methods: tuple[str, ...] = tuple(getattr(methods, "methods", methods))
         self.reverse_edges = reverse_edges

@@ -31,25 +31,16 @@ _SAME_SHAPE = frozenset({
     "sqrt", "rsqrt", "sin", "cos", "abs", "clamp", "erf", "reciprocal", "square",
     "layer_norm", "group_norm", "rms_norm", "softmax", "log_softmax", "normalize",
 })
-
-
-def _tensors(args: tuple, kwargs: dict) -> list[torch.Tensor]:
-    found = [a for a in args if isinstance(a, torch.Tensor)]
-    found += [v for v in kwargs.values() if isinstance(v, torch.Tensor)]
-    return found
-
-
-def _all_float_meta(tensors: list[torch.Tensor]) -> bool:
-    return bool(tensors) and all(t.is_meta and t.is_floating_point() for t in tensors)
+_SHORT_CUT = _BINARY | _INPLACE | _SAME_SHAPE | {"scaled_dot_product_attention", "linear"}
 
 
 def shortcut(name: str, args: tuple, kwargs: dict) -> torch.Tensor | None:
     """An empty meta result of ``name(*args, **kwargs)``, or ``None`` to run the real op."""
-    if name not in _BINARY and name not in _INPLACE and name not in _SAME_SHAPE \
-            and name not in ("scaled_dot_product_attention", "linear"):
+    if name not in _SHORT_CUT:
         return None
-    tensors = _tensors(args, kwargs)
-    if not _all_float_meta(tensors) or "out" in kwargs:
+    tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+    if not tensors or "out" in kwargs or not all(t.is_meta and t.is_floating_point()
+                                                 for t in tensors):
         return None
     if name in _INPLACE:
         return args[0]

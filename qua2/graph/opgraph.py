@@ -96,7 +96,7 @@ class OpGraph:
             "param_names": [tuple(n.params) for n in raw],
             "weight_shape": [n.weight_shape for n in raw],
             "quantizable": [_is_layer_node(n, modules) for n in raw],
-            "block_index": _first_seen_index(blocks),
+            "block_index": pd.factorize(np.array(blocks, dtype=object))[0],  # first-seen order
             "depth": _depths(len(raw), edges),
             "live": _live(len(raw), edges),
         })
@@ -130,9 +130,6 @@ class OpGraph:
     def predecessors(self, i: int) -> np.ndarray:
         return self.edges[self.edges[:, 1] == i, 0]
 
-    def successors(self, i: int) -> np.ndarray:
-        return self.edges[self.edges[:, 0] == i, 1]
-
     def summary(self) -> str:
         """One line: model, nodes, edges, layers, blocks."""
         return (f"{self.model}: {self.num_nodes} nodes, {self.num_edges} edges, "
@@ -143,11 +140,9 @@ class OpGraph:
         rows = np.unique(np.asarray(rows, dtype=np.int64))
         remap = np.full(self.num_nodes, -1, dtype=np.int64)
         remap[rows] = np.arange(len(rows))
-        keep = (remap[self.edges[:, 0]] >= 0) & (remap[self.edges[:, 1]] >= 0) \
-            if self.num_edges else np.zeros(0, dtype=bool)
-        edges = remap[self.edges[keep]] if self.num_edges else self.edges
-        nodes = self.nodes.iloc[rows].reset_index(drop=True)
-        return OpGraph(nodes, edges, self.model, ())
+        edges = remap[self.edges]
+        return OpGraph(self.nodes.iloc[rows].reset_index(drop=True),
+                       edges[(edges >= 0).all(axis=1)], self.model, ())
 
     # ------------------------------------------------------------------ conversions
     def to_networkx(self) -> nx.DiGraph:
@@ -223,11 +218,6 @@ def _is_layer_node(node: RawNode, modules: dict[str, nn.Module]) -> bool:
     module = modules.get(node.module)
     return (isinstance(module, QUANTIZABLE_TYPES) and node.name == node.module
             and f"{node.module}.weight" in node.params)
-
-
-def _first_seen_index(values: Sequence[str]) -> list[int]:
-    seen: dict[str, int] = {}
-    return [seen.setdefault(v, len(seen)) for v in values]
 
 
 def _depths(n: int, edges: np.ndarray) -> list[int]:

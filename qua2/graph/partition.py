@@ -42,19 +42,14 @@ class SubGraph:
         return len(self.nodes)
 
 
-def _key(block: str, stage: str, role: str) -> tuple[str, str]:
-    kind = role.split(".")[0]
-    in_block = stage in _BLOCK_STAGES and "." in block
-    return (block if in_block else "", kind)
-
-
 def partition(graph: OpGraph) -> list[SubGraph]:
     """The sub-graphs of ``graph``, ordered by their first node."""
     nodes = graph.nodes
     groups: dict[tuple[str, str], list[int]] = {}
     for row, (block, stage, role) in enumerate(
             nodes[["block", "stage", "role"]].itertuples(index=False)):
-        groups.setdefault(_key(block, stage, role), []).append(row)
+        in_block = stage in _BLOCK_STAGES and "." in block
+        groups.setdefault((block if in_block else "", role.split(".")[0]), []).append(row)
     names = nodes["name"].tolist()
     quantizable = nodes["quantizable"].tolist()
     out = []

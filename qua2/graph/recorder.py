@@ -123,16 +123,24 @@ class Recorder(TorchFunctionMode):
     def add_node(self, name: str, op_type: str, module: str, func: str, preds: frozenset[int],
                  params: Iterable[str] = (),
                  weight_shape: tuple[int, ...] | None = None) -> int:
-        owned = sorted(set(params) - self.attributed)
-        self.attributed.update(owned)
-        self.nodes.append(RawNode(name, op_type, module, func, sorted(preds), owned,
-                                  weight_shape, len(self.nodes)))
+        self.nodes.append(RawNode(name, op_type, module, func, sorted(preds),
+                                  self._claim(params), weight_shape, len(self.nodes)))
         return len(self.nodes) - 1
 
-    def _op_name(self, context: str, op_type: str) -> str:
+    def _claim(self, params: Iterable[str]) -> list[str]:
+        """The not yet attributed ``params`` (sorted), now attributed to the caller's node."""
+        owned = sorted(set(params) - self.attributed)
+        self.attributed.update(owned)
+        return owned
+
+    def _add_op(self, op_type: str, func: str, preds: frozenset[int], params: Iterable[str] = (),
+                weight_shape: tuple[int, ...] | None = None) -> int:
+        """A node made by the current module's ``forward``, named ``context:op_type.k``."""
+        context = self._context()
         k = self.op_count.get((context, op_type), 0)
         self.op_count[(context, op_type)] = k + 1
-        return f"{context}:{op_type}.{k}"
+        return self.add_node(f"{context}:{op_type}.{k}", op_type, context, func, preds, params,
+                             weight_shape)
 
     def _context(self) -> str:
         return self.stack[-1].name if self.stack else ""
@@ -198,9 +206,7 @@ class Recorder(TorchFunctionMode):
             shape = tuple(self.modules[owner].weight.shape)
             return self.add_node(self._unique_call_name(owner), op_type, owner, func,
                                  merged.nodes, merged.params, shape)
-        context = self._context()
-        return self.add_node(self._op_name(context, op_type), op_type, context, func,
-                             merged.nodes, merged.params)
+        return self._add_op(op_type, func, merged.nodes, merged.params)
 
     def _record_setitem(self, args: tuple) -> None:
         """``target[index] = value``: one elementwise node per filled tensor.
@@ -214,15 +220,11 @@ class Recorder(TorchFunctionMode):
             merged = self._merge(list(tensors_in(args[1:])))
             raw = self.nodes[node]
             raw.preds = sorted(set(raw.preds) | (merged.nodes - {node}))
-            owned = sorted(set(merged.params) - self.attributed)
-            self.attributed.update(owned)
-            raw.params.extend(owned)
+            raw.params.extend(self._claim(merged.params))
             return
         merged = self._merge(list(tensors_in(args)))
         if merged.dynamic:
-            context = self._context()
-            node = self.add_node(self._op_name(context, "elementwise"), "elementwise", context,
-                                 "__setitem__", merged.nodes, merged.params)
+            node = self._add_op("elementwise", "__setitem__", merged.nodes, merged.params)
             self.prov[target] = Provenance(frozenset({node}))
             self.filled[target] = node
 
@@ -246,17 +248,13 @@ class Recorder(TorchFunctionMode):
                 projected.append(projected[0])  # one packed in-projection serves q, k and v
                 continue
             projected.append(self._mha_linear(weight, source, pending))
-        context = self._context()
         extra = self._merge([t for k in ("attn_mask", "key_padding_mask", "bias_k", "bias_v")
                              if isinstance(t := bound.get(k), torch.Tensor)])
-        core = self.add_node(self._op_name(context, "attention"), "attention", context,
-                             "multi_head_attention_forward",
-                             frozenset(projected) | extra.nodes)
+        core = self._add_op("attention", "multi_head_attention_forward",
+                            frozenset(projected) | extra.nodes)
         out_node = self._mha_linear(bound["out_proj_weight"], frozenset({core}), pending)
-        leftover = pending - self.attributed
-        if leftover:  # biases of packed projections, bias_k/v: the core owns them
-            self.attributed.update(leftover)
-            self.nodes[core].params.extend(sorted(leftover))
+        # biases of packed projections, bias_k/v: the core owns them
+        self.nodes[core].params.extend(self._claim(pending))
         self._map(out[0] if isinstance(out, tuple) else out, Provenance(frozenset({out_node})))
 
     def _mha_linear(self, weight: torch.Tensor, preds: frozenset[int], pending: set[str]) -> int:
@@ -266,12 +264,10 @@ class Recorder(TorchFunctionMode):
         if name:
             mine.add(name)
         if owner is not None and isinstance(self.modules.get(owner), nn.Linear):
-            node_name, module = self._unique_call_name(owner), owner
-        else:
-            module = self._context()
-            node_name = self._op_name(module, "linear")
-        return self.add_node(node_name, "linear", module, "multi_head_attention_forward",
-                             preds, mine, tuple(weight.shape))
+            return self.add_node(self._unique_call_name(owner), "linear", owner,
+                                 "multi_head_attention_forward", preds, mine, tuple(weight.shape))
+        return self._add_op("linear", "multi_head_attention_forward", preds, mine,
+                            tuple(weight.shape))
 
     def _unique_call_name(self, module_name: str) -> str:
         k = self.call_count.get(module_name, 0)

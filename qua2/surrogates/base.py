@@ -33,11 +33,6 @@ SURROGATE_FILE = "surrogate.json"
 FORMAT_VERSION = 1
 
 
-def surrogate_class(kind: str) -> type[Surrogate]:
-    """The class registered as ``kind`` (see :mod:`qua2.surrogates.registry`)."""
-    return get_surrogate(kind).load_class()
-
-
 class Surrogate(RegressorMixin, BaseEstimator):
     """Base class: target scaling, config helpers and JSON persistence."""
 
@@ -107,18 +102,31 @@ class Surrogate(RegressorMixin, BaseEstimator):
         return self._encoder().check(x)
 
     # ------------------------------------------------------------------ persistence
+    def hyper_params(self) -> dict[str, Any]:
+        """``get_params()`` without the data parameters (what JSON and fingerprints hold)."""
+        return {k: v for k, v in self.get_params(deep=False).items()
+                if k not in self.data_params}
+
+    def full_state(self) -> dict[str, Any]:
+        """The learned values saved as JSON: target scaling and :meth:`_state`."""
+        return {"y_mean_": self.y_mean_, "y_scale_": self.y_scale_,
+                "n_features_in_": self.n_features_in_, **self._state()}
+
+    def set_full_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`full_state`."""
+        self.y_mean_, self.y_scale_ = state["y_mean_"], state["y_scale_"]
+        self.n_features_in_ = state["n_features_in_"]
+        self._set_state(state)
+
     def save(self, directory: str | Path, target: dict[str, Any] | None = None) -> Path:
         """Write the fitted surrogate into ``directory`` (created); returns it."""
         if not hasattr(self, "y_mean_"):
             raise Qua2Error("only a fitted surrogate can be saved.")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        params = {k: v for k, v in self.get_params(deep=False).items()
-                  if k not in self.data_params}
-        payload = {"version": FORMAT_VERSION, "kind": self.kind, "params": params,
+        payload = {"version": FORMAT_VERSION, "kind": self.kind, "params": self.hyper_params(),
                    "encoder": self._encoder().to_dict(), "target": target,
-                   "state": {"y_mean_": self.y_mean_, "y_scale_": self.y_scale_,
-                             "n_features_in_": self.n_features_in_, **self._state()}}
+                   "state": self.full_state()}
         self._save_model(directory)
         (directory / SURROGATE_FILE).write_text(json.dumps(payload, indent=1))
         return directory
@@ -137,12 +145,9 @@ def load_surrogate(directory: str | Path) -> Surrogate:
         raise Qua2Error(f"{path} has surrogate format {payload.get('version')!r}; refit with "
                         "this qua2 (`qua2 fit`).")
     try:
-        cls = surrogate_class(payload["kind"])
+        cls = get_surrogate(payload["kind"]).load_class()
         model = cls(encoder=ConfigEncoder.from_dict(payload["encoder"]), **payload["params"])
-        state = payload["state"]
-        model.y_mean_, model.y_scale_ = state["y_mean_"], state["y_scale_"]
-        model.n_features_in_ = state["n_features_in_"]
-        model._set_state(state)
+        model.set_full_state(payload["state"])
         model._load_model(directory)
     except DamagedArtifactError:
         raise

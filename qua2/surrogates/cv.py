@@ -75,8 +75,7 @@ def cross_validate(estimator: Surrogate, data: StudyData, target: Target, *, k: 
     """k-fold CV of (clones of) ``estimator`` on ``data``'s random rows; see module docs."""
     y_all = data.values(target)
     cv_rows = data.cv_rows(target)
-    extra = np.flatnonzero(data.mask(tuple(train_extra), target)) if train_extra else \
-        np.zeros(0, dtype=np.int64)
+    extra = np.flatnonzero(data.mask(tuple(train_extra), target))  # empty without extras
     splits = fold_indices(len(cv_rows), k, seed)
     full = round(float(np.mean([len(train) for train, _ in splits])))  # folds differ by ≤ 1
     folds, parts, hops, curve = [], [], [], []

@@ -59,7 +59,10 @@ class FitOptions:
     force: bool = False
 
 
-
+def digest(payload: dict[str, Any]) -> str:
+    """A short hash of a JSON-ready ``payload`` (what the fit and explain stages resume by)."""
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def make_surrogate(kind: str, data: StudyData, options: FitOptions,
@@ -79,18 +82,15 @@ def make_surrogate(kind: str, data: StudyData, options: FitOptions,
 
 def _fingerprint(data: StudyData, target: str, kind: str, options: FitOptions,
                  estimator: Surrogate) -> str:
-    params = {k: v for k, v in estimator.get_params(deep=False).items()
-              if k not in estimator.data_params}
     # only the rows a fit uses: adding sweep rows later does not make a fit stale
     used = data.mask(("random", *options.train_extra), target)
     ids = sorted(i for i, keep in zip(data.ids, used) if keep)
-    payload = {"ids": ids, "target": target, "kind": kind, "params": params,
+    payload = {"ids": ids, "target": target, "kind": kind, "params": estimator.hyper_params(),
                "folds": options.folds, "seed": options.seed, "extra": options.train_extra,
                "curve": _curve_for(kind, options)}
     if get_surrogate(kind).reads_encoding:  # a graph model reads the graph features instead
         payload["features"] = [data.encoder.encoding, data.encoder.use_error]
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return digest(payload)
 
 
 def _curve_for(kind: str, options: FitOptions) -> tuple[int, ...]:
@@ -112,8 +112,11 @@ def fit_study(study: Study, options: FitOptions | None = None) -> dict[str, Any]
     if report.get("target") != target.to_dict():
         report = {}  # another target: old entries are not comparable
     entries = report.get("surrogates", {})
-    needs_graph = any(get_surrogate(k).needs_graph for k in options.surrogates)
-    graph = _graph(study) if needs_graph else None
+    graph = None
+    if any(get_surrogate(k).needs_graph for k in options.surrogates):
+        from qua2.study.graph import study_graph
+
+        graph = study_graph(study)
     frames = []
     for kind in options.surrogates:
         estimator = make_surrogate(kind, data, options, graph)
@@ -196,20 +199,13 @@ def _nan_low(value: float) -> float:
 
 
 def _json_params(estimator: Surrogate) -> dict[str, Any]:
-    return json.loads(json.dumps({k: v for k, v in estimator.get_params(deep=False).items()
-                                  if k not in estimator.data_params}, default=str))
+    return json.loads(json.dumps(estimator.hyper_params(), default=str))
 
 
 def _load_report(study: Study) -> dict[str, Any]:
     """The cross-validation report; a damaged one is treated as absent (everything refits)."""
     path = study.path("surrogates", REPORT_JSON)
     return read_json_object_or_none(path, "the surrogates are fitted again") or {}
-
-
-def _graph(study: Study) -> OpGraph:
-    from qua2.study.graph import study_graph
-
-    return study_graph(study)
 
 
 def load_fitted(study: Study, kind: str | None = None) -> Surrogate:

@@ -20,7 +20,9 @@ Saved as ``gnn_weights.safetensors`` + ``graph.json`` + ``surrogate.json``; neve
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,14 +59,12 @@ class GraphTables:
 
         featurizer = GraphFeaturizer(graph, methods=encoder.methods, reverse_edges=reverse_edges)
         stats = encoder.stats if encoder.stats is not None else _BitsOnlyStats()
-        in_graph = set(featurizer.layer_names)
-        #: encoder columns that exist in the graph, and their node rows
-        self.columns = np.array([i for i, name in enumerate(encoder.layers) if name in in_graph])
-        row_of = dict(zip(featurizer.layer_names, featurizer.layer_rows.tolist()))
-        self.rows = torch.tensor([row_of[encoder.layers[i]] for i in self.columns])
-        names = [encoder.layers[i] for i in self.columns]
         position = {name: i for i, name in enumerate(featurizer.layer_names)}
+        #: encoder columns that exist in the graph, and their node rows
+        self.columns = np.array([i for i, name in enumerate(encoder.layers) if name in position])
+        names = [encoder.layers[i] for i in self.columns]
         order = [position[n] for n in names]
+        self.rows = torch.tensor(featurizer.layer_rows[order].tolist())
         per_option = [featurizer.quant_features(QuantConfig.uniform(names, o), stats)[order]
                       for o in encoder.options]
         fp = featurizer.fp_row.expand(len(names), -1)
@@ -149,22 +149,20 @@ class GNNSurrogate(Surrogate):
                             "qua2.study.graph.study_graph).")
         return self.graph
 
-    def _check_params(self) -> None:
-        self._graph()
+    def _build(self) -> None:
+        graph = self._graph()
         if self.conv not in CONVS:
             raise Qua2Error(f"conv must be one of {CONVS}, got {self.conv!r}.")
         if self.rank_loss not in RANK_LOSSES:
             raise Qua2Error(f"rank_loss must be one of {RANK_LOSSES}, got {self.rank_loss!r}.")
-
-    def _build(self) -> None:
-        self._check_params()
-        self.device_ = _resolve_device(self.device)
-        self.tables_ = GraphTables(self._graph(), self._encoder(), self.reverse_edges)
+        auto = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device_ = torch.device(auto if self.device == "auto" else self.device)
+        self.tables_ = GraphTables(graph, self._encoder(), self.reverse_edges)
         self.module_ = HopGNN(self.tables_.in_dim, self.hidden, self.layers, self.conv,
                               self.heads).to(self.device_)
 
     def _fit_scaled(self, x: np.ndarray, y: np.ndarray) -> None:
-        with _Threads(self.n_threads):
+        with _threads(self.n_threads):
             torch.manual_seed(int(self.random_state or 0))
             rng = np.random.default_rng(self.random_state)
             self._build()
@@ -225,18 +223,22 @@ class GNNSurrogate(Surrogate):
             loss = loss + self.hop_rank_weight * torch.stack(hops).mean()
         return loss
 
-    def _inputs(self, choices: np.ndarray
+    def _inputs(self, choices: np.ndarray, rows: np.ndarray | None = None,
+                edges: tuple[torch.Tensor, torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """The batched model inputs of ``choices`` on the whole graph, or on node ``rows``
+        with their induced ``edges``."""
         tables = self.tables_
-        x, ei, et, batch, b = _batched(tables.node_features(choices), tables.edge_index,
-                                       tables.edge_type)
+        edge_index, edge_type = edges or (tables.edge_index, tables.edge_type)
+        x, ei, et, batch, b = _batched(tables.node_features(choices, rows), edge_index,
+                                       edge_type)
         dev = self.device_
         return x.to(dev), ei.to(dev), et.to(dev), batch.to(dev), b
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def _predict_scaled(self, x: np.ndarray) -> np.ndarray:
-        with _Threads(self.n_threads):
+        with _threads(self.n_threads):
             out = [self.module_(*self._inputs(x[i:i + 512]))[0].cpu()
                    for i in range(0, len(x), 512)]
         return torch.cat(out).double().numpy() if out else np.zeros(0)
@@ -244,29 +246,21 @@ class GNNSurrogate(Surrogate):
     @torch.no_grad()
     def hop_norms(self, x: np.ndarray) -> np.ndarray:
         """``[N, layers + 1]`` norms of the pooled embedding after each hop."""
-        x = self._check_x(x)
-        with _Threads(self.n_threads):
-            parts = [torch.stack([e.norm(dim=1) for e in self.module_.hops(
-                *self._inputs(x[i:i + 512]))], dim=1).cpu() for i in range(0, len(x), 512)]
-        return torch.cat(parts).double().numpy()
+        return self._hop_norms(self._check_x(x), 512)
 
     @torch.no_grad()
     def subgraph_hop_norms(self, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Hop-embedding norms ``[N, layers + 1]`` of the induced sub-graph on node ``rows``
         (Qua²SeDiMo's sub-graph scoring), with its layers' options taken from ``x``."""
-        x = self._check_x(x)
         rows = np.asarray(rows)
-        tables = self.tables_
-        edge_index, edge_type = tables.induced_edges(rows)
-        parts = []
-        with _Threads(self.n_threads):
-            for i in range(0, len(x), 1024):
-                features = tables.node_features(x[i:i + 1024], rows)
-                nodes, edges, types, batch, graphs = _batched(features, edge_index, edge_type)
-                dev = self.device_
-                hops = self.module_.hops(nodes.to(dev), edges.to(dev), types.to(dev),
-                                         batch.to(dev), graphs)
-                parts.append(torch.stack([e.norm(dim=1) for e in hops], dim=1).cpu())
+        return self._hop_norms(self._check_x(x), 1024, rows, self.tables_.induced_edges(rows))
+
+    def _hop_norms(self, x: np.ndarray, chunk: int, rows: np.ndarray | None = None,
+                   edges: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
+        with _threads(self.n_threads):
+            parts = [torch.stack([e.norm(dim=1) for e in self.module_.hops(
+                *self._inputs(x[i:i + chunk], rows, edges))], dim=1).cpu()
+                for i in range(0, len(x), chunk)]
         return torch.cat(parts).double().numpy()
 
     # ------------------------------------------------------------------ persistence
@@ -301,13 +295,6 @@ class GNNSurrogate(Surrogate):
         self.epochs_run_ = state.get("epochs_run_")
 
 
-def _resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _minibatches(n: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
     order = rng.permutation(n)
     batches = [order[i:i + size] for i in range(0, n, size)]
@@ -339,16 +326,13 @@ class _EarlyStopping:
             module.load_state_dict(self.state)
 
 
-class _Threads:
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
     """Temporarily set torch's intra-op threads (the CPU is shared with other work)."""
-
-    def __init__(self, n: int | None) -> None:
-        self.n = n
-
-    def __enter__(self) -> None:
-        self.before = torch.get_num_threads()
-        if self.n:
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc: object) -> None:
-        torch.set_num_threads(self.before)
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

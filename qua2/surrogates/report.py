@@ -13,8 +13,7 @@ def _cell(summary: dict[str, float], key: str) -> str:
     mean, std = summary.get(f"{key}_mean"), summary.get(f"{key}_std")
     if mean is None or mean != mean:
         return "–"
-    digits = 3 if key != "mae" else 4
-    return f"{mean:.{digits}g} ± {std:.2g}" if key == "mae" else f"{mean:.{digits}f} ± {std:.3f}"
+    return f"{mean:.4g} ± {std:.2g}" if key == "mae" else f"{mean:.3f} ± {std:.3f}"
 
 
 def markdown(report: dict[str, Any]) -> str:

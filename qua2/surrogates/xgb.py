@@ -63,14 +63,10 @@ class XGBSurrogate(Surrogate):
     def _fit_scaled(self, x: np.ndarray, y: np.ndarray) -> None:
         import xgboost as xgb
 
-        margin = None
-        self.base_ = None
-        if self.linear_base:
-            self.base_ = RidgeSurrogate(self._encoder()).fit(x, y)
-            margin = self.base_.predict(x)
+        self.base_ = RidgeSurrogate(self._encoder()).fit(x, y) if self.linear_base else None
         # No feature names while training: XGBoost re-validates them on every boosting round
         # (36 % of a 1500-round fit, measured); a booster without names predicts named data.
-        data = xgb.DMatrix(self._encoder().features(x), label=y, base_margin=margin)
+        data = xgb.DMatrix(self._encoder().features(x), label=y, base_margin=self._margin(x))
         self.booster_ = xgb.train(self._params(), data, num_boost_round=self.n_estimators)
         self.background_ = x[: min(len(x), 200)]  # for the linear part's expected value
 
@@ -79,6 +75,7 @@ class XGBSurrogate(Surrogate):
         return [f"f{i}" for i in range(len(self._encoder().feature_names))]
 
     def _margin(self, x: np.ndarray) -> np.ndarray | None:
+        """The ridge base margin, or ``None`` without a linear base."""
         return self.base_.predict(x) if self.base_ is not None else None
 
     def _predict_scaled(self, x: np.ndarray) -> np.ndarray:
@@ -113,20 +110,15 @@ class XGBSurrogate(Surrogate):
     def _state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"background_": self.background_.tolist()}
         if self.base_ is not None:
-            base = self.base_
-            state["base_"] = {"y_mean_": base.y_mean_, "y_scale_": base.y_scale_,
-                              "n_features_in_": base.n_features_in_, **base._state()}
+            state["base_"] = self.base_.full_state()
         return state
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self.background_ = np.asarray(state["background_"], dtype=np.int64)
         self.base_ = None
         if state.get("base_"):
-            base = RidgeSurrogate(self._encoder())
-            base.y_mean_, base.y_scale_ = state["base_"]["y_mean_"], state["base_"]["y_scale_"]
-            base.n_features_in_ = state["base_"]["n_features_in_"]
-            base._set_state(state["base_"])
-            self.base_ = base
+            self.base_ = RidgeSurrogate(self._encoder())
+            self.base_.set_full_state(state["base_"])
 
     def _save_model(self, directory: Path) -> None:
         self.booster_.save_model(str(directory / MODEL_FILE))
