@@ -26,43 +26,43 @@ from qua2.errors import Qua2Error
 
 
 # --------------------------------------------------------------------------- writing
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that the file is either old or complete, never partial."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def write_safetensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str]) -> None:
-    """Save tensors as safetensors atomically (streamed to a temporary file in the same folder,
-    then renamed), so a killed run or a concurrent reader never sees half a file."""
-    from safetensors.torch import save_file
-
+@contextlib.contextmanager
+def _replaced_atomically(path: Path) -> Iterator[str]:
+    """A temporary file in ``path``'s folder, renamed to ``path`` when the block succeeds and
+    removed when it fails, so ``path`` is either old or complete, never partial."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=metadata)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that the file is either old or complete, never partial."""
+    with _replaced_atomically(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_safetensors(path: Path, tensors: dict[str, Any],
+                      metadata: dict[str, str] | None) -> None:
+    """Save tensors as safetensors atomically (streamed to a temporary file in the same folder,
+    then renamed), so a killed run or a concurrent reader never sees half a file."""
+    from safetensors.torch import save_file
+
+    with _replaced_atomically(path) as tmp:
+        save_file(tensors, tmp, metadata=metadata)
 
 
 def atomic_write_json(path: Path, payload: Any) -> None:
     """JSON with keys in insertion order (layer order is meaningful), atomically."""
     atomic_write(path, (json.dumps(payload, indent=1) + "\n").encode())
-
 
 
 # --------------------------------------------------------------------------- hashing
@@ -77,7 +77,6 @@ def file_digest(path: Path) -> str:
         while block := handle.read(1 << 22):
             digest.update(block)
     return digest.hexdigest()
-
 
 
 # --------------------------------------------------------------------------- reading

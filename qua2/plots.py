@@ -30,11 +30,7 @@ def kind_colour(name: str) -> str:
 
 
 def figure_canvas(width: float, height: float) -> Any:
-    """An empty figure on an Agg canvas (for builders in other modules)."""
-    return _figure(width, height)
-
-
-def _figure(width: float, height: float) -> Any:
+    """An empty figure on an Agg canvas (for every figure builder)."""
     # The object-oriented API with an Agg canvas: no global pyplot state, no display needed.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -51,7 +47,7 @@ def sample_grid_figure(images: Any, titles: Sequence[str] | None = None, columns
     array = ((array.clip(-1, 1) + 1) / 2).transpose(0, 2, 3, 1)
     count = len(array)
     rows = max(1, -(-count // columns))
-    figure = _figure(1.1 * columns, 1.25 * rows + (0.4 if suptitle else 0))
+    figure = figure_canvas(1.1 * columns, 1.25 * rows + (0.4 if suptitle else 0))
     axes = figure.subplots(rows, columns, squeeze=False)
     for index, axis in enumerate(axes.flat):
         axis.set_axis_off()
@@ -93,7 +89,7 @@ def pareto_figure(frame: Any, quality: str, lower_is_better: bool,
     """Average bits vs quality: every evaluated config by kind with the Pareto front; with
     ``verified`` (candidates with ``QUALITY_lo``/``_hi`` columns) a second panel of the
     verified candidates and their 95% intervals."""
-    figure = _figure(12 if verified is not None else 6.4, 4.6)
+    figure = figure_canvas(12 if verified is not None else 6.4, 4.6)
     axes = figure.subplots(1, 2 if verified is not None else 1, squeeze=False)[0]
     axis = axes[0]
     for kind, part in frame.groupby("kind"):

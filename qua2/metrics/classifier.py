@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 from qua2.errors import Qua2Error
+from qua2.io import DamagedArtifactError, atomic_write, read_json_object, write_safetensors
 from qua2.metrics.digits import digits_split, load_digits_images, tensor_digest
 from qua2.paths import cache_dir, sha256_file
 
@@ -210,10 +210,12 @@ def load_digits_classifier(seed: int = 0, device: torch.device | str = "cpu",
     if found is not None:
         return found.to_device(device)
     weights_path, config_path = classifier_paths(config.seed)
-    reason = _cache_problem(weights_path, config_path, config)
+    reason, meta = _read_cache(weights_path, config_path, config)
     if reason is None:
+        from safetensors.torch import load_file
+
         try:
-            return _load(weights_path, config_path, config, device)
+            return _classifier(config, load_file(str(weights_path)), meta).to_device(device)
         except Exception as err:  # a file that passed the checksum but will not load
             reason = f"it could not be loaded ({type(err).__name__})"
     log.warning("training the digits metric classifier (seed %d) because the cached copy "
@@ -226,66 +228,50 @@ def classifier_key(config: ClassifierConfig) -> dict[str, Any]:
     return {"config": asdict(config), "data": _data_digest()}
 
 
+def _classifier(config: ClassifierConfig, state: dict[str, torch.Tensor],
+                meta: dict[str, Any]) -> DigitsClassifier:
+    """The classifier of a state dict and its stored ``sha256`` and ``held_out_accuracy``."""
+    net = DigitsCNN(config.width, config.feature_dim)
+    net.load_state_dict(state)
+    return DigitsClassifier(net, config, meta["sha256"], meta["held_out_accuracy"])
+
+
 def _shipped(config: ClassifierConfig) -> DigitsClassifier | None:
     """The classifier shipped in the repository for these settings (qua2/shipped.py), or None."""
     from qua2.shipped import shipped_state
 
     found = shipped_state(f"digits-classifier-s{config.seed}", classifier_key(config))
-    if found is None:
-        return None
-    state, entry = found
-    net = DigitsCNN(config.width, config.feature_dim)
-    net.load_state_dict(state)
-    return DigitsClassifier(net.eval(), config, entry["sha256"], entry["held_out_accuracy"])
+    return None if found is None else _classifier(config, *found)
 
 
-def _cache_problem(weights_path: Path, config_path: Path,
-                   config: ClassifierConfig) -> str | None:
-    """Why the cache cannot be used, or ``None`` when it looks valid."""
+def _read_cache(weights_path: Path, config_path: Path,
+                config: ClassifierConfig) -> tuple[str | None, dict[str, Any]]:
+    """(why the cache cannot be used or ``None`` when it looks valid, its stored config)."""
     if not weights_path.exists() or not config_path.exists():
-        return "is missing"
+        return "is missing", {}
     try:
-        meta = json.loads(config_path.read_text())
-        if not isinstance(meta, dict):
-            raise ValueError("not an object")
-    except (OSError, ValueError):
-        return "has an unreadable config (corrupted)"
+        meta = read_json_object(config_path, "it is re-trained")
+    except DamagedArtifactError:
+        return "has an unreadable config (corrupted)", {}
     if meta.get("config") != asdict(config) or meta.get("data") != _data_digest():
-        return "was trained with other settings or data (stale)"
+        return "was trained with other settings or data (stale)", meta
     if sha256_file(weights_path) != meta.get("sha256"):
-        return "fails its checksum (corrupted)"
-    return None
-
-
-def _load(weights_path: Path, config_path: Path, config: ClassifierConfig,
-          device: torch.device | str) -> DigitsClassifier:
-    from safetensors.torch import load_file
-
-    meta = json.loads(config_path.read_text())
-    net = DigitsCNN(config.width, config.feature_dim)
-    net.load_state_dict(load_file(str(weights_path)))
-    return DigitsClassifier(net.to(device), config, meta["sha256"],
-                            meta["held_out_accuracy"])
+        return "fails its checksum (corrupted)", meta
+    return None, meta
 
 
 def _train_and_save(config: ClassifierConfig, weights_path: Path,
                     config_path: Path) -> DigitsClassifier:
-    from safetensors.torch import save_file
-
     start = time.perf_counter()
     net, acc = train_classifier(config)
-    weights_path.parent.mkdir(parents=True, exist_ok=True)
-    # Write to temporary names and rename, so a concurrent reader never sees half a file.
-    tmp_w = weights_path.with_name(f"{weights_path.name}.tmp{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_w))
-    digest = sha256_file(tmp_w)
+    # Each file is written atomically, so a concurrent reader never sees half a file.
+    write_safetensors(weights_path, {k: v.contiguous() for k, v in net.state_dict().items()},
+                      None)
+    digest = sha256_file(weights_path)
     meta = {"config": asdict(config), "data": _data_digest(), "sha256": digest,
             "held_out_accuracy": acc, "train_seconds": round(time.perf_counter() - start, 2),
             "torch": torch.__version__}
-    tmp_c = config_path.with_name(f"{config_path.name}.tmp{os.getpid()}")
-    tmp_c.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp_w, weights_path)
-    os.replace(tmp_c, config_path)
+    atomic_write(config_path, json.dumps(meta, indent=2).encode())
     log.warning("digits metric classifier trained in %.1f s, held-out accuracy %.4f, "
                 "cached at %s.", meta["train_seconds"], acc, weights_path)
     if acc < 0.98:  # kept usable, but loudly: the tests require >= 0.98 on the reference CPU

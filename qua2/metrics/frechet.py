@@ -15,7 +15,6 @@ extractor's id and a digest of the data.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from qua2.errors import Qua2Error
+from qua2.io import bytes_digest, write_safetensors
 from qua2.metrics.digits import tensor_digest
 from qua2.paths import cache_dir
 
@@ -159,18 +159,13 @@ def reference_stats(extractor: FeatureExtractor,
 
 
 def _save_stats(stats: GaussianStats, path: Path) -> None:
-    from safetensors.numpy import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     metadata = {"n": str(stats.n), "digest": _stats_digest(stats.mu, stats.sigma)}
-    save_file({"mu": stats.mu, "sigma": stats.sigma}, str(tmp), metadata=metadata)
-    tmp.replace(path)  # atomic: concurrent workers never read half a file
+    # Atomic: concurrent workers never read half a file.
+    write_safetensors(path, {"mu": torch.from_numpy(stats.mu),
+                             "sigma": torch.from_numpy(stats.sigma)}, metadata)
 
 
 def _stats_digest(mu: np.ndarray, sigma: np.ndarray) -> str:
-    from qua2.io import bytes_digest
-
     return bytes_digest(np.ascontiguousarray(mu).tobytes() + np.ascontiguousarray(sigma).tobytes())
 
 

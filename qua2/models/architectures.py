@@ -59,20 +59,19 @@ def _randn(gen: torch.Generator, device: torch.device, *shape: int) -> torch.Ten
     return torch.randn(shape, generator=gen).to(device)
 
 
-def _timesteps(gen: torch.Generator, device: torch.device, batch: int,
-               dtype: torch.dtype = torch.long) -> torch.Tensor:
+def _randint(gen: torch.Generator, device: torch.device, batch: int, high: int = 1000,
+             dtype: torch.dtype = torch.long) -> torch.Tensor:
+    """``batch`` integer draws in [0, high) (timesteps, class labels), like :func:`_randn`."""
     if device.type == "meta":
         return torch.empty(batch, dtype=dtype, device=device)
-    return torch.randint(0, 1000, (batch,), generator=gen).to(device=device, dtype=dtype)
+    return torch.randint(0, high, (batch,), generator=gen).to(device=device, dtype=dtype)
 
 
 def _cfg(module: nn.Module, key: str, default: Any = None) -> Any:
     return getattr(module.config, key, default)
 
 
-def _latent(module: nn.Module, size: int | None) -> int:
-    if size is not None:
-        return size
+def _latent(module: nn.Module) -> int:
     sample = _cfg(module, "sample_size")
     return int(sample[0] if isinstance(sample, (tuple, list)) else sample)
 
@@ -88,7 +87,7 @@ def _pixart_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
     tokens = 120 if s >= 64 else 6  # PixArt-α's T5 prompt length at full size
     kwargs = {
         "encoder_hidden_states": _randn(g, d, b, tokens, _cfg(m, "caption_channels")),
-        "timestep": _timesteps(g, d, b),
+        "timestep": _randint(g, d, b),
         "added_cond_kwargs": added,
     }
     return ExampleInputs((_randn(g, d, b, _cfg(m, "in_channels"), s, s),), kwargs)
@@ -96,9 +95,8 @@ def _pixart_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
 
 def _dit_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
                 d: torch.device) -> ExampleInputs:
-    labels = (torch.empty(b, dtype=torch.long, device=d) if d.type == "meta"
-              else torch.randint(0, 1000, (b,), generator=g).to(d))
-    kwargs = {"timestep": _timesteps(g, d, b), "class_labels": labels}
+    labels = _randint(g, d, b)  # drawn before the timesteps
+    kwargs = {"timestep": _randint(g, d, b), "class_labels": labels}
     return ExampleInputs((_randn(g, d, b, _cfg(m, "in_channels"), s, s),), kwargs)
 
 
@@ -112,7 +110,7 @@ def _hunyuan_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
     cos, sin = get_2d_rotary_pos_embed(head_dim, ((0, 0), (grid, grid)), (grid, grid))
     len_clip, len_t5 = _cfg(m, "text_len"), _cfg(m, "text_len_t5")
     kwargs: dict[str, Any] = {
-        "timestep": _timesteps(g, d, b, torch.float32),
+        "timestep": _randint(g, d, b, dtype=torch.float32),
         "encoder_hidden_states": _randn(g, d, b, len_clip, _cfg(m, "cross_attention_dim")),
         "text_embedding_mask": torch.ones(b, len_clip, dtype=torch.long, device=d),
         "encoder_hidden_states_t5": _randn(g, d, b, len_t5, _cfg(m, "cross_attention_dim_t5")),
@@ -140,7 +138,7 @@ def _unet_cond_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
             "text_embeds": _randn(g, d, b, pooled),
             "time_ids": torch.tensor([[8.0 * s, 8.0 * s, 0, 0, 8.0 * s, 8.0 * s]] * b, device=d),
         }
-    args = (_randn(g, d, b, _cfg(m, "in_channels"), s, s), _timesteps(g, d, b))
+    args = (_randn(g, d, b, _cfg(m, "in_channels"), s, s), _randint(g, d, b))
     return ExampleInputs(args, kwargs)
 
 
@@ -148,10 +146,8 @@ def _unet2d_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
                    d: torch.device) -> ExampleInputs:
     kwargs: dict[str, Any] = {}
     if _cfg(m, "num_class_embeds"):
-        kwargs["class_labels"] = (
-            torch.empty(b, dtype=torch.long, device=d) if d.type == "meta"
-            else torch.randint(0, _cfg(m, "num_class_embeds"), (b,), generator=g).to(d))
-    args = (_randn(g, d, b, _cfg(m, "in_channels"), s, s), _timesteps(g, d, b))
+        kwargs["class_labels"] = _randint(g, d, b, _cfg(m, "num_class_embeds"))
+    args = (_randn(g, d, b, _cfg(m, "in_channels"), s, s), _randint(g, d, b))
     return ExampleInputs(args, kwargs)
 
 
@@ -161,7 +157,7 @@ def _sd3_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
     kwargs = {
         "encoder_hidden_states": _randn(g, d, b, tokens, _cfg(m, "joint_attention_dim")),
         "pooled_projections": _randn(g, d, b, _cfg(m, "pooled_projection_dim")),
-        "timestep": _timesteps(g, d, b),
+        "timestep": _randint(g, d, b),
     }
     return ExampleInputs((_randn(g, d, b, _cfg(m, "in_channels"), s, s),), kwargs)
 
@@ -177,7 +173,7 @@ def _flux_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
     kwargs: dict[str, Any] = {
         "encoder_hidden_states": _randn(g, d, b, text, _cfg(m, "joint_attention_dim")),
         "pooled_projections": _randn(g, d, b, _cfg(m, "pooled_projection_dim")),
-        "timestep": _timesteps(g, d, b, torch.float32),
+        "timestep": _randint(g, d, b, dtype=torch.float32),
         "img_ids": img_ids.reshape(tokens, 3).to(d),
         "txt_ids": torch.zeros(text, 3, device=d),
     }
@@ -243,7 +239,7 @@ def _sana_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
     kwargs = {
         "encoder_hidden_states": _randn(g, d, b, tokens, _cfg(m, "caption_channels")),
         "encoder_attention_mask": _prompt_mask(b, tokens, d),
-        "timestep": _timesteps(g, d, b, torch.float32) * _cfg(m, "timestep_scale", 1.0),
+        "timestep": _randint(g, d, b, dtype=torch.float32) * _cfg(m, "timestep_scale", 1.0),
     }
     return ExampleInputs((_randn(g, d, b, _cfg(m, "in_channels"), s, s),), kwargs)
 
@@ -251,7 +247,7 @@ def _sana_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
 def _auraflow_default_size(module: nn.Module) -> int:
     # AuraFlow v0.3 generates at 1024 px (its model card's resolution), twice the 512 px that
     # ``sample_size`` × the VAE factor gives; its position table covers up to 1536 px.
-    return 2 * _latent(module, None)
+    return 2 * _latent(module)
 
 
 def _auraflow_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
@@ -261,7 +257,7 @@ def _auraflow_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
     tokens = 256 if s >= 64 else 7
     kwargs = {
         "encoder_hidden_states": _randn(g, d, b, tokens, _cfg(m, "joint_attention_dim")),
-        "timestep": _timesteps(g, d, b, torch.float32) / 1000,
+        "timestep": _randint(g, d, b, dtype=torch.float32) / 1000,
     }
     return ExampleInputs((_randn(g, d, b, _cfg(m, "in_channels"), s, s),), kwargs)
 
@@ -273,7 +269,7 @@ def _lumina2_inputs(m: nn.Module, b: int, s: int, g: torch.Generator,
     tokens = 256 if s >= 64 else 7
     mask = _prompt_mask(b, tokens, torch.device("cpu"))
     kwargs = {
-        "timestep": 1 - _timesteps(g, d, b, torch.float32) / 1000,
+        "timestep": 1 - _randint(g, d, b, dtype=torch.float32) / 1000,
         "encoder_hidden_states": _randn(g, d, b, tokens, _cfg(m, "cap_feat_dim")),
         "encoder_attention_mask": _MetaMask(mask) if d.type == "meta" else mask.to(d),
     }
@@ -499,11 +495,10 @@ def example_inputs(family: str, module: nn.Module, *, batch_size: int = 2,
     CPU).
     """
     spec = _family(family)
-    param = next(module.parameters())
     size = latent_size if latent_size is not None else (
-        spec.latent_size(module) if spec.latent_size else _latent(module, None))
+        spec.latent_size(module) if spec.latent_size else _latent(module))
     gen = torch.Generator().manual_seed(seed)
-    return spec.inputs(module, batch_size, size, gen, param.device)
+    return spec.inputs(module, batch_size, size, gen, next(module.parameters()).device)
 
 
 def tiny_denoiser(family: str, seed: int = 0, *,

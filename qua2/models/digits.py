@@ -17,6 +17,7 @@ which.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from qua2.errors import Qua2Error
+from qua2.io import DamagedArtifactError, atomic_write, read_json_object, write_safetensors
 from qua2.log import say
 from qua2.models.base import CondBatch, DenoiserAdapter, ExampleInputs
 from qua2.models.training import TrainRecipe, train_ddpm
@@ -124,6 +126,12 @@ def _build(spec: DigitsSpec) -> nn.Module:
     return getattr(diffusers, spec.model_class).from_config(spec.architecture)
 
 
+def _from_state(spec: DigitsSpec, state: dict[str, torch.Tensor]) -> nn.Module:
+    module = _build(spec)
+    module.load_state_dict(state)
+    return module.eval()
+
+
 def digits_key(spec: DigitsSpec, recipe: TrainRecipe) -> dict[str, Any]:
     """What a trained model depends on: its architecture and training recipe."""
     return {"model_class": spec.model_class, "architecture": spec.architecture,
@@ -146,10 +154,8 @@ def _load_cached(spec: DigitsSpec, recipe: TrainRecipe, directory: Path) -> nn.M
         say(f"no trained {spec.name} in {directory}; training it now (a few minutes, once).")
         return None
     try:
-        manifest = json.loads(manifest_path.read_text())
-        if not isinstance(manifest, dict):
-            raise ValueError("not an object")
-    except (OSError, ValueError):  # ValueError covers bad UTF-8 and bad JSON
+        manifest = read_json_object(manifest_path, "it is re-trained")
+    except DamagedArtifactError:
         say(f"the manifest of {spec.name} in {directory} is unreadable; re-training.")
         return None
     expected = json.loads(json.dumps(digits_key(spec, recipe), default=list))
@@ -159,25 +165,17 @@ def _load_cached(spec: DigitsSpec, recipe: TrainRecipe, directory: Path) -> nn.M
     if sha256_file(weights_path) != manifest.get("sha256"):
         say(f"the cached {spec.name} weights are corrupted (checksum mismatch); re-training.")
         return None
-    module = _build(spec)
-    module.load_state_dict(load_file(weights_path))
-    return module.eval()
+    return _from_state(spec, load_file(weights_path))
 
 
 def _store(module: nn.Module, spec: DigitsSpec, recipe: TrainRecipe, directory: Path) -> None:
     """Write weights then manifest, each atomically, so a killed run leaves no half-file."""
-    from safetensors.torch import save_file
-
-    directory.mkdir(parents=True, exist_ok=True)
-    weights_tmp = directory / "model.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, weights_tmp)
-    weights_tmp.replace(directory / "model.safetensors")
+    write_safetensors(directory / "model.safetensors",
+                      {k: v.contiguous() for k, v in module.state_dict().items()}, None)
     manifest = {"name": spec.name, "qua2_version": __version__,
                 "key": digits_key(spec, recipe),
                 "sha256": sha256_file(directory / "model.safetensors")}
-    manifest_tmp = directory / "manifest.json.tmp"
-    manifest_tmp.write_text(json.dumps(manifest, indent=2, default=list))
-    manifest_tmp.replace(directory / "manifest.json")
+    atomic_write(directory / "manifest.json", json.dumps(manifest, indent=2, default=list).encode())
 
 
 def train_digits_model(spec: DigitsSpec, recipe: TrainRecipe) -> nn.Module:
@@ -223,18 +221,9 @@ def _shipped(spec: DigitsSpec, recipe: TrainRecipe) -> nn.Module | None:
     from qua2.shipped import shipped_state
 
     found = shipped_state(spec.name, digits_key(spec, recipe))
-    if found is None:
-        return None
-    module = _build(spec)
-    module.load_state_dict(found[0])
-    return module.eval()
+    return None if found is None else _from_state(spec, found[0])
 
 
-def load_digits_dit(path: str | Path | None = None, **options: Any) -> DigitsAdapter:
-    """Registry loader of ``digits-dit``."""
-    return load_digits("digits-dit", path, **options)
-
-
-def load_digits_unet(path: str | Path | None = None, **options: Any) -> DigitsAdapter:
-    """Registry loader of ``digits-unet``."""
-    return load_digits("digits-unet", path, **options)
+#: Registry loaders of ``digits-dit`` and ``digits-unet``: ``(path=None, **options)``.
+load_digits_dit = functools.partial(load_digits, "digits-dit")
+load_digits_unet = functools.partial(load_digits, "digits-unet")
