@@ -19,6 +19,8 @@ from qua2.errors import Qua2Error
 
 SPEC_FORMAT_VERSION = 1
 MIN_BITS, MAX_BITS = 2, 8
+#: Bits of a weight left in floating point (FP16), as average-bit budgets and features count it.
+FP_BITS = 16
 #: Methods that take a ``group_size`` (input channels per group, arXiv 2406.11100): an index
 #: of the method registry (``qua2.quant.methods.register_method`` keeps it in step with each
 #: ``MethodSpec.required``), seeded with the built-in one so the data layer works without torch.

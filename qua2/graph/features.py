@@ -29,6 +29,7 @@ import torch
 from qua2.errors import Qua2Error
 from qua2.graph import vocab
 from qua2.graph.opgraph import OpGraph
+from qua2.specs import FP_BITS
 
 if TYPE_CHECKING:
     from qua2.specs import QuantConfig, QuantOption
@@ -50,8 +51,6 @@ class OptionStatsSource(Protocol):
 
     def option_stats(self, layer: str, option: QuantOption) -> OptionSizes: ...
 
-
-FP_BITS = 16
 
 
 def _one_hot(values: Sequence[str], vocabulary: Sequence[str]) -> np.ndarray:

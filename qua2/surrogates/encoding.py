@@ -39,13 +39,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qua2.errors import Qua2Error
-from qua2.specs import QuantConfig, QuantOption
+from qua2.specs import FP_BITS, QuantConfig, QuantOption
 
 if TYPE_CHECKING:
     from qua2.graph.features import OptionStatsSource
 
 FP_CHOICE = -1
-FP_BITS = 16
 
 
 @dataclass(frozen=True)
