@@ -68,7 +68,7 @@ def interaction_attribution(sd: StudyDir, rows_used: int) -> tuple[float, pd.Ser
     surrogate: Any = load_fitted(sd.study, "xgb")
     data = load_study_data(sd.study)
     rows = data.mask(("random",), data.target())
-    encoder = surrogate._encoder()
+    encoder = surrogate.checked_encoder()
     features = encoder.features(data.choices[rows][:rows_used])
     explainer = shap.TreeExplainer(surrogate.booster_)
     values = np.abs(explainer.shap_interaction_values(

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 #: The one palette of configuration kinds and candidate names, fixed across every figure.
 KIND_COLOURS = {"random": "#1f77b4", "uniform": "#d62728", "anchor": "#d62728",
@@ -29,7 +34,7 @@ def kind_colour(name: str) -> str:
     return OTHER_COLOUR
 
 
-def figure_canvas(width: float, height: float) -> Any:
+def figure_canvas(width: float, height: float) -> Figure:
     """An empty figure on an Agg canvas (for every figure builder)."""
     # The object-oriented API with an Agg canvas: no global pyplot state, no display needed.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -41,7 +46,7 @@ def figure_canvas(width: float, height: float) -> Any:
 
 
 def sample_grid_figure(images: Any, titles: Sequence[str] | None = None, columns: int = 10,
-                       suptitle: str | None = None) -> Any:
+                       suptitle: str | None = None) -> Figure:
     """A grid of images in [-1, 1] (tensor or array ``[N, C, H, W]``), one title each."""
     array = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images)
     array = ((array.clip(-1, 1) + 1) / 2).transpose(0, 2, 3, 1)
@@ -65,7 +70,7 @@ def sample_grid_figure(images: Any, titles: Sequence[str] | None = None, columns
     return figure
 
 
-def save_figure(figure: Any, path: str | Path) -> Path:
+def save_figure(figure: Figure, path: str | Path) -> Path:
     """Write ``figure`` as a PNG (parents created) and release it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +79,7 @@ def save_figure(figure: Any, path: str | Path) -> Path:
     return path
 
 
-def pareto_front(frame: Any, quality: str, lower_is_better: bool) -> Any:
+def pareto_front(frame: pd.DataFrame, quality: str, lower_is_better: bool) -> pd.DataFrame:
     """Rows no other row beats with fewer or equal average bits (sorted by bits)."""
     ordered = frame.dropna(subset=["avg_bits", quality]).sort_values("avg_bits")
     values = ordered[quality].to_numpy()
@@ -83,9 +88,9 @@ def pareto_front(frame: Any, quality: str, lower_is_better: bool) -> Any:
     return ordered[keep]
 
 
-def pareto_figure(frame: Any, quality: str, lower_is_better: bool,
-                  fp_value: float | None = None, verified: Any = None,
-                  title: str | None = None) -> Any:
+def pareto_figure(frame: pd.DataFrame, quality: str, lower_is_better: bool,
+                  fp_value: float | None = None, verified: pd.DataFrame | None = None,
+                  title: str | None = None) -> Figure:
     """Average bits vs quality: every evaluated config by kind with the Pareto front; with
     ``verified`` (candidates with ``QUALITY_lo``/``_hi`` columns) a second panel of the
     verified candidates and their 95% intervals."""
@@ -115,7 +120,7 @@ def pareto_figure(frame: Any, quality: str, lower_is_better: bool,
     return figure
 
 
-def _verified_panel(axis: Any, verified: Any, quality: str) -> None:
+def _verified_panel(axis: Axes, verified: pd.DataFrame, quality: str) -> None:
     anchors = verified[verified["kind"] == "anchor"]
     axis.scatter(anchors["avg_bits"], anchors[quality], marker="s", facecolors="none",
                  color=kind_colour("anchor"), label="uniform anchors")

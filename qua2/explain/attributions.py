@@ -22,7 +22,7 @@ Positive values mean the layer's choice raised the predicted target above the ba
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from qua2.errors import Qua2Error
 from qua2.specs import QuantOption
 from qua2.surrogates.encoding import FP_BITS, FP_CHOICE
 from qua2.surrogates.registry import get_surrogate
+
+if TYPE_CHECKING:
+    from qua2.surrogates.base import Surrogate
 
 
 @dataclass
@@ -83,7 +86,7 @@ def _per_layer(values: np.ndarray, feature_layer: np.ndarray, n_layers: int) -> 
     return out
 
 
-def explain(model: Any, choices: np.ndarray, background: np.ndarray | None = None, *,
+def explain(model: Surrogate, choices: np.ndarray, background: np.ndarray | None = None, *,
             method: str = "auto", max_evals: int | None = None, seed: int = 0
             ) -> LayerExplanation:
     """SHAP values of ``model`` for the configs ``choices`` ``[N, L]``, one per layer.
@@ -95,7 +98,7 @@ def explain(model: Any, choices: np.ndarray, background: np.ndarray | None = Non
     """
     import shap
 
-    encoder = model.encoder
+    encoder = model.checked_encoder()
     choices = encoder.check(choices)
     if method == "auto":
         method = get_surrogate(model.kind).shap
@@ -118,7 +121,7 @@ def explain(model: Any, choices: np.ndarray, background: np.ndarray | None = Non
     return LayerExplanation(explanation, choices, list(encoder.options), model.kind, method)
 
 
-def _permutation(model: Any, choices: np.ndarray, background: np.ndarray | None,
+def _permutation(model: Surrogate, choices: np.ndarray, background: np.ndarray | None,
                  max_evals: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
     from qua2.explain.permutation import permutation_shap
 

@@ -8,13 +8,19 @@ come from :mod:`qua2.explain.colours`, so an op type looks the same in every fig
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from qua2.explain.colours import component_colour, option_colour, role_colours, stage_colour
 from qua2.plots import figure_canvas as _figure
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from qua2.explain.attributions import LayerExplanation
 
 _ABBREVIATIONS = (("transformer_blocks.", "tb"), ("single_transformer_blocks.", "stb"),
                   ("down_blocks.", "down"), ("up_blocks.", "up"), ("mid_block.", "mid."),
@@ -36,7 +42,7 @@ def short_name(layer: str, limit: int = 34) -> str:
 
 # --------------------------------------------------------------------------- surrogates
 def predicted_vs_measured_figure(oof: pd.DataFrame, summaries: Mapping[str, Mapping],
-                                 target: str) -> Any:
+                                 target: str) -> Figure:
     """Held-out predictions vs measured values, one panel per surrogate, with ρ and τ."""
     kinds = [k for k in summaries if k in set(oof["surrogate"])]
     figure = _figure(3.6 * max(1, len(kinds)) + 0.4, 3.8)
@@ -56,7 +62,7 @@ def predicted_vs_measured_figure(oof: pd.DataFrame, summaries: Mapping[str, Mapp
     return figure
 
 
-def learning_curve_figure(curve: pd.DataFrame) -> Any:
+def learning_curve_figure(curve: pd.DataFrame) -> Figure:
     """Held-out Spearman ρ vs number of training configs, per surrogate (± std over folds)."""
     figure = _figure(5.2, 3.6)
     axis = figure.subplots()
@@ -88,7 +94,7 @@ def _swarm_offsets(x: np.ndarray, width: float = 0.38, bins: int = 60) -> np.nda
     return offsets / scale * width
 
 
-def beeswarm_figure(lexp: Any, table: pd.DataFrame, top: int = 20) -> Any:
+def beeswarm_figure(lexp: LayerExplanation, table: pd.DataFrame, top: int = 20) -> Figure:
     """SHAP beeswarm of the ``top`` layers by mean |SHAP|; colour = the layer's bit-width."""
     from matplotlib import colors
 
@@ -120,7 +126,7 @@ def beeswarm_figure(lexp: Any, table: pd.DataFrame, top: int = 20) -> Any:
 
 
 def importance_bars_figure(panels: Mapping[str, pd.Series], table: pd.DataFrame,
-                           top: int = 16) -> Any:
+                           top: int = 16) -> Figure:
     """Horizontal bars of mean |SHAP| per group, one panel per view (role, component, block).
 
     Bars are coloured by component (roles in shades of it, blocks by stage)."""
@@ -150,7 +156,7 @@ def importance_bars_figure(panels: Mapping[str, pd.Series], table: pd.DataFrame,
     return figure
 
 
-def option_preference_figure(preference: pd.DataFrame) -> Any:
+def option_preference_figure(preference: pd.DataFrame) -> Figure:
     """Heat map of mean SHAP per (op type, option), centred per op type; ★ marks the option
     the explanation favours for that op type."""
     pivot = preference.pivot(index="group", columns="option", values="mean_shap")
@@ -174,7 +180,7 @@ def option_preference_figure(preference: pd.DataFrame) -> Any:
     return figure
 
 
-def option_share_figure(best: pd.DataFrame, options: list[Any]) -> Any:
+def option_share_figure(best: pd.DataFrame, options: list[Any]) -> Figure:
     """Stacked bars: the method × bits mix of the best sub-graph variants per sub-graph kind."""
     rows = [(kind, key) for kind, variant in zip(best["kind"], best["variant"])
             for key in variant.split("|")]
@@ -201,7 +207,7 @@ def option_share_figure(best: pd.DataFrame, options: list[Any]) -> Any:
 
 
 # --------------------------------------------------------------------------- sensitivity
-def sensitivity_boxes_figure(scores: pd.DataFrame) -> Any:
+def sensitivity_boxes_figure(scores: pd.DataFrame) -> Figure:
     """Qua²SeDiMo-style box plots of sub-graph variant scores by block index and by op type
     (sub-graph kind); higher scores are better variants, wider boxes more sensitive parts."""
     figure = _figure(11.0, 4.2)
@@ -226,7 +232,7 @@ def sensitivity_boxes_figure(scores: pd.DataFrame) -> Any:
     return figure
 
 
-def _boxes(axis: Any, data: list[np.ndarray], colours: list[str]) -> None:
+def _boxes(axis: Axes, data: list[np.ndarray], colours: list[str]) -> None:
     """Box plots without fliers, each box filled with its colour."""
     boxes = axis.boxplot(data, patch_artist=True, showfliers=False, widths=0.6,
                          medianprops={"color": "black"})
@@ -234,7 +240,7 @@ def _boxes(axis: Any, data: list[np.ndarray], colours: list[str]) -> None:
         patch.set_facecolor(colour)
 
 
-def importance_vs_sweep_figure(joined: pd.DataFrame, stats: Mapping[str, Any]) -> Any:
+def importance_vs_sweep_figure(joined: pd.DataFrame, stats: Mapping[str, Any]) -> Figure:
     """Mean |SHAP| per layer vs its measured one-at-a-time (sweep) quality loss."""
     figure = _figure(5.6, 4.2)
     axis = figure.subplots()

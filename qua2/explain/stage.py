@@ -43,6 +43,8 @@ from qua2.surrogates.fit import digest, load_fitted
 from qua2.surrogates.registry import get_surrogate
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from qua2.graph.opgraph import OpGraph
     from qua2.study.stages import RunOptions
     from qua2.study.study import Study
@@ -219,7 +221,7 @@ def _subgraph_figures(model: Surrogate, graph: OpGraph, background: np.ndarray,
                          summarise(scores, "kind").assign(by="kind")], ignore_index=True)
     _save(plots.sensitivity_boxes_figure(scores), folder / "sensitivity_boxes.png", summary)
     best = best_variants(scores)
-    _save(plots.option_share_figure(best, list(model._encoder().options)),
+    _save(plots.option_share_figure(best, list(model.checked_encoder().options)),
           folder / "best_variants.png", best)
     return method
 
@@ -251,7 +253,7 @@ def _study_figures(study: Study, data: StudyData, report: dict[str, Any], out: P
           out / "pareto.png", frame.assign(pareto=frame["id"].isin(front["id"])))
 
 
-def _save(figure: Any, path: Path, data: pd.DataFrame) -> None:
+def _save(figure: Figure, path: Path, data: pd.DataFrame) -> None:
     save_figure(figure, path)
     data.to_csv(path.with_suffix(".csv"), index=False)
 

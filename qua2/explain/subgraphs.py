@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from qua2.graph.opgraph import OpGraph
     from qua2.graph.partition import SubGraph
     from qua2.specs import QuantOption
+    from qua2.surrogates.base import Surrogate
 
 
 def variants(n_layers: int, n_options: int, max_variants: int,
@@ -48,8 +49,9 @@ def variants(n_layers: int, n_options: int, max_variants: int,
     return digits.astype(np.int64)
 
 
-def quantifiable_sensitivity(model: Any, graph: OpGraph, background: np.ndarray | None = None, *,
-                             method: str = "auto", hop_weights: Sequence[float] | None = None,
+def quantifiable_sensitivity(model: Surrogate, graph: OpGraph,
+                             background: np.ndarray | None = None, *, method: str = "auto",
+                             hop_weights: Sequence[float] | None = None,
                              max_variants: int = 1296, seed: int = 0) -> pd.DataFrame:
     """One row per (sub-graph, variant): subgraph, kind, block, block_index, variant (option
     keys joined by ``|``), mean_bits, raw, score. See module docs for ``method``."""
@@ -60,7 +62,7 @@ def quantifiable_sensitivity(model: Any, graph: OpGraph, background: np.ndarray 
                         "configurations.")
     if method == "embedding" and not hasattr(model, "subgraph_hop_norms"):
         raise Qua2Error(f"embedding scores need the GNN surrogate, not {model.kind!r}.")
-    encoder = model.encoder
+    encoder = model.checked_encoder()
     column = {name: i for i, name in enumerate(encoder.layers)}
     rng = np.random.default_rng(seed)
     block_index = graph.nodes["block_index"].to_numpy()
@@ -92,7 +94,7 @@ def quantifiable_sensitivity(model: Any, graph: OpGraph, background: np.ndarray 
     return frame
 
 
-def _partial_dependence(model: Any, background: np.ndarray, cols: list[int],
+def _partial_dependence(model: Surrogate, background: np.ndarray, cols: list[int],
                         combos: np.ndarray) -> np.ndarray:
     """Mean prediction over ``background`` with columns ``cols`` set to each combination."""
     out = np.empty(len(combos))

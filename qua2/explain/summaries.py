@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,9 @@ from qua2.io import read_json
 from qua2.specs import QuantOption
 from qua2.stats import bootstrap, percentile_interval, ratio_means
 from qua2.surrogates.registry import SURROGATES
+
+if TYPE_CHECKING:
+    from qua2.study.study import Study
 
 #: Which explained or fitted surrogate is used when none is asked for (after the best one).
 PREFERENCE = ("xgb", "ridge", "gnn")
@@ -60,7 +63,7 @@ class StudyExplanation:
 
 
 # --------------------------------------------------------------------------- sources
-def study_explanation(study: Any, surrogate: str | None = None) -> StudyExplanation:
+def study_explanation(study: Study, surrogate: str | None = None) -> StudyExplanation:
     """The study's layer attributions (see the module docstring for the sources)."""
     summary = _read_json(_file(study, "explain", "explain.json")) or {}
     explained = list(summary.get("surrogates", {}))
@@ -83,7 +86,7 @@ def study_explanation(study: Any, surrogate: str | None = None) -> StudyExplanat
     return _in_memory(study, None)
 
 
-def _file(study: Any, *parts: str) -> Path:
+def _file(study: Study, *parts: str) -> Path:
     """A path in the study directory; unlike ``Study.path``, no folder is created."""
     return Path(study.directory).joinpath(*parts)
 
@@ -99,7 +102,7 @@ def _preference(requested: str | None, available: list[str], best: str | None) -
     return [k for k in dict.fromkeys(order) if k in available]
 
 
-def _graph(study: Any) -> Any:
+def _graph(study: Study) -> Any:
     if not _file(study, "graph.json").exists():
         return None
     from qua2.study.graph import study_graph
@@ -107,7 +110,7 @@ def _graph(study: Any) -> Any:
     return study_graph(study)
 
 
-def _from_csv(study: Any, frame: pd.DataFrame, kind: str, method: str,
+def _from_csv(study: Study, frame: pd.DataFrame, kind: str, method: str,
               target: dict[str, Any], source: str) -> StudyExplanation:
     """SHAP values ``qua2 explain`` saved, with the choices of those configs from the store."""
     import shap
@@ -134,7 +137,7 @@ def _from_csv(study: Any, frame: pd.DataFrame, kind: str, method: str,
                             target["name"], target.get("higher_is_better", True), source)
 
 
-def _in_memory(study: Any, kind: str | None) -> StudyExplanation:
+def _in_memory(study: Study, kind: str | None) -> StudyExplanation:
     """Explain a fitted surrogate, or a ridge fitted here, on the study's random configs."""
     from qua2.surrogates.data import load_study_data
     from qua2.surrogates.fit import load_fitted

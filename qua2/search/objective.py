@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 def surrogate_predictor(surrogate: Surrogate, table: CostTable) -> Predictor:
     """Adapt a fitted surrogate (its own layer/option order) to the table's choice matrices."""
-    encoder = surrogate._encoder()
+    encoder = surrogate.checked_encoder()
     missing = set(table.layers) - set(encoder.layers)
     unknown = set(table.options) - set(encoder.options)
     if missing or unknown:

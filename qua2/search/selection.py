@@ -21,6 +21,7 @@ from qua2.search.stage import Candidate
 from qua2.study.study import Study
 
 if TYPE_CHECKING:
+    from qua2.quant.cache import OptionCache
     from qua2.study.config import ExecutorSection
 
 SELECTION_FILE = ("search", "selection.json")
@@ -28,7 +29,7 @@ SELECTION_FILE = ("search", "selection.json")
 PROGRESS_FILE = ("search", "selection_progress.jsonl")
 
 
-def select_picks(study: Study, candidates: list[Candidate], cache: Any, rounds: int = 200,
+def select_picks(study: Study, candidates: list[Candidate], cache: OptionCache, rounds: int = 200,
                  executor: ExecutorSection | None = None) -> list[Candidate]:
     """``candidates`` keeping one qua2 pick per budget, chosen on the selection seeds."""
     budgets: dict[float | None, list[Candidate]] = {}
@@ -52,7 +53,7 @@ def select_picks(study: Study, candidates: list[Candidate], cache: Any, rounds: 
     return [c for c in candidates if c.kind != "qua2" or id(c) in chosen]
 
 
-def _selection_scores(study: Study, contested: dict[str, Any], cache: Any, rounds: int,
+def _selection_scores(study: Study, contested: dict[str, Any], cache: OptionCache, rounds: int,
                       executor: ExecutorSection | None) -> dict[str, float]:
     """The primary metric of each contested pick on the selection seeds (none: no images)."""
     if not contested or study.config.selection_images == 0:

@@ -51,7 +51,9 @@ from qua2.study.study import Study
 
 if TYPE_CHECKING:
     from qua2.metrics.per_image import ImageScores
+    from qua2.quant.cache import OptionCache
     from qua2.study.config import ExecutorSection
+    from qua2.study.scoring import Scorer
 
 #: Metrics whose bootstrap intervals (and draws, for paired comparisons) are kept.
 INTERVAL_METRICS = ("digits_fid", "fid", "fd_clip", "class_accuracy", "clip_score", "psnr",
@@ -81,7 +83,7 @@ def stage_verify(study: Study, options: RunOptions) -> None:
     say(f"verification → {study.path('verification', 'table.md')}")
 
 
-def verify_candidates(study: Study, cache: Any, rounds: int = 200,
+def verify_candidates(study: Study, cache: OptionCache, rounds: int = 200,
                       executor: ExecutorSection | None = None) -> list[Verified]:
     """Choose one qua2 pick per budget on the selection seeds, then verify every distinct
     candidate (and the FP model) once on the verification seeds; write results and figures."""
@@ -177,7 +179,7 @@ def _subset(reference: Reference, index: np.ndarray) -> Reference:
                      [reference.conditions[i] for i in index])
 
 
-def score_with_intervals(scorer: Any, images: torch.Tensor, reference: Reference,
+def score_with_intervals(scorer: Scorer, images: torch.Tensor, reference: Reference,
                          resamples: np.ndarray, level: float = 0.95) -> Measured:
     """Metrics of all images, intervals over the bootstrap resamples, and the draws.
 
@@ -211,7 +213,7 @@ def _intervals(metrics: dict[str, float], samples: Iterable[dict[str, float]], l
 
 
 def verify(study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]],
-           cache: Any, rounds: int = 200, seed: int = 0,
+           cache: OptionCache, rounds: int = 200, seed: int = 0,
            progress_file: Path | None = None,
            executor: ExecutorSection | None = None, seeds: str = "verification"
            ) -> list[Verified]:

@@ -42,6 +42,7 @@ from qua2.study.racing import image_levels, load_ingredients, save_ingredients
 from qua2.study.study import Study
 
 if TYPE_CHECKING:
+    from qua2.quant.cache import OptionCache
     from qua2.search.stage import Candidate
     from qua2.search.verification import Verified
     from qua2.specs import QuantConfig
@@ -66,7 +67,7 @@ class VerificationRace:
     """The per-image scores of every verified candidate, grown level by level."""
 
     def __init__(self, study: Study, candidates: Mapping[str, tuple[str, QuantConfig | None]],
-                 cache: Any, rounds: int, seed: int = 0,
+                 cache: OptionCache, rounds: int, seed: int = 0,
                  executor: ExecutorSection | None = None) -> None:
         from qua2.study.reference import get_reference
         from qua2.study.scoring import build_scorer
@@ -169,7 +170,7 @@ def stops(study: Study, race: VerificationRace, picks: Mapping[float, str],
 
 
 def race_verification(study: Study, candidates: list[Candidate],
-                      distinct: Mapping[str, tuple[str, QuantConfig | None]], cache: Any,
+                      distinct: Mapping[str, tuple[str, QuantConfig | None]], cache: OptionCache,
                       rounds: int, executor: ExecutorSection | None = None
                       ) -> tuple[list[Verified], dict[tuple[str, int], Verified]]:
     """Verify ``distinct`` by racing (module docs): every result, and each pick's result on

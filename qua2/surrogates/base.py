@@ -69,7 +69,7 @@ class Surrogate(RegressorMixin, BaseEstimator):
 
     def predict_configs(self, configs: Iterable[QuantConfig]) -> np.ndarray:
         """Predictions for configurations (QuantConfig or their dict form)."""
-        return self.predict(self._encoder().choices(configs))
+        return self.predict(self.checked_encoder().choices(configs))
 
     # ------------------------------------------------------------------ subclass hooks
     def _fit_scaled(self, x: np.ndarray, y: np.ndarray) -> None:
@@ -92,14 +92,15 @@ class Surrogate(RegressorMixin, BaseEstimator):
         """Read the model file(s) written by :meth:`_save_model`."""
 
     # ------------------------------------------------------------------ helpers
-    def _encoder(self) -> ConfigEncoder:
+    def checked_encoder(self) -> ConfigEncoder:
+        """The encoder of the study's layers and options (one clear error when missing)."""
         if self.encoder is None:
             raise Qua2Error(f"{type(self).__name__} needs encoder= (a ConfigEncoder built from "
                             "the study's layers and options).")
         return self.encoder
 
     def _check_x(self, x: np.ndarray) -> np.ndarray:
-        return self._encoder().check(x)
+        return self.checked_encoder().check(x)
 
     # ------------------------------------------------------------------ persistence
     def hyper_params(self) -> dict[str, Any]:
@@ -125,7 +126,7 @@ class Surrogate(RegressorMixin, BaseEstimator):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         payload = {"version": FORMAT_VERSION, "kind": self.kind, "params": self.hyper_params(),
-                   "encoder": self._encoder().to_dict(), "target": target,
+                   "encoder": self.checked_encoder().to_dict(), "target": target,
                    "state": self.full_state()}
         self._save_model(directory)
         (directory / SURROGATE_FILE).write_text(json.dumps(payload, indent=1))

@@ -157,7 +157,7 @@ class GNNSurrogate(Surrogate):
             raise Qua2Error(f"rank_loss must be one of {RANK_LOSSES}, got {self.rank_loss!r}.")
         auto = "cuda" if torch.cuda.is_available() else "cpu"
         self.device_ = torch.device(auto if self.device == "auto" else self.device)
-        self.tables_ = GraphTables(graph, self._encoder(), self.reverse_edges)
+        self.tables_ = GraphTables(graph, self.checked_encoder(), self.reverse_edges)
         self.module_ = HopGNN(self.tables_.in_dim, self.hidden, self.layers, self.conv,
                               self.heads).to(self.device_)
 

@@ -34,7 +34,7 @@ class RidgeSurrogate(Surrogate):
         self.random_state = random_state  # unused (deterministic); kept for a uniform API
 
     def _fit_scaled(self, x: np.ndarray, y: np.ndarray) -> None:
-        features = self._encoder().features(x)
+        features = self.checked_encoder().features(x)
         mean, std = features.mean(axis=0), features.std(axis=0)
         std[std == 0] = 1.0
         # Mean squared LOO error (scoring=None), the first of equally good penalties.
@@ -44,12 +44,12 @@ class RidgeSurrogate(Surrogate):
         self.intercept_ = float(y.mean() - (self.coef_ * mean).sum())
 
     def _predict_scaled(self, x: np.ndarray) -> np.ndarray:
-        return self._encoder().features(x) @ self.coef_ + self.intercept_
+        return self.checked_encoder().features(x) @ self.coef_ + self.intercept_
 
     def feature_contributions(self, x: np.ndarray, background: np.ndarray) -> np.ndarray:
         """Exact SHAP values of the linear model with independent features, in target units:
         ``coef_j · (x_j − E[x_j])`` (Lundberg & Lee, 2017, linear case)."""
-        encoder = self._encoder()
+        encoder = self.checked_encoder()
         mean = encoder.features(background).mean(axis=0)
         return (encoder.features(x) - mean) * self.coef_ * self.y_scale_
 

@@ -63,16 +63,16 @@ class XGBSurrogate(Surrogate):
     def _fit_scaled(self, x: np.ndarray, y: np.ndarray) -> None:
         import xgboost as xgb
 
-        self.base_ = RidgeSurrogate(self._encoder()).fit(x, y) if self.linear_base else None
+        self.base_ = RidgeSurrogate(self.checked_encoder()).fit(x, y) if self.linear_base else None
         # No feature names while training: XGBoost re-validates them on every boosting round
         # (36 % of a 1500-round fit, measured); a booster without names predicts named data.
-        data = xgb.DMatrix(self._encoder().features(x), label=y, base_margin=self._margin(x))
+        data = xgb.DMatrix(self.checked_encoder().features(x), label=y, base_margin=self._margin(x))
         self.booster_ = xgb.train(self._params(), data, num_boost_round=self.n_estimators)
         self.background_ = x[: min(len(x), 200)]  # for the linear part's expected value
 
     def _xgb_names(self) -> list[str]:
         # XGBoost forbids '[', ']' and '<' in names; columns are positional anyway.
-        return [f"f{i}" for i in range(len(self._encoder().feature_names))]
+        return [f"f{i}" for i in range(len(self.checked_encoder().feature_names))]
 
     def _margin(self, x: np.ndarray) -> np.ndarray | None:
         """The ridge base margin, or ``None`` without a linear base."""
@@ -81,7 +81,7 @@ class XGBSurrogate(Surrogate):
     def _predict_scaled(self, x: np.ndarray) -> np.ndarray:
         import xgboost as xgb
 
-        data = xgb.DMatrix(self._encoder().features(x), base_margin=self._margin(x),
+        data = xgb.DMatrix(self.checked_encoder().features(x), base_margin=self._margin(x),
                            feature_names=self._xgb_names())
         return self.booster_.predict(data)
 
@@ -96,7 +96,7 @@ class XGBSurrogate(Surrogate):
         import xgboost as xgb
 
         x = self._check_x(x)
-        features = self._encoder().features(x)
+        features = self.checked_encoder().features(x)
         explainer = shap.TreeExplainer(self.booster_)
         trees = np.asarray(explainer.shap_values(
             xgb.DMatrix(features, feature_names=self._xgb_names())))
@@ -117,7 +117,7 @@ class XGBSurrogate(Surrogate):
         self.background_ = np.asarray(state["background_"], dtype=np.int64)
         self.base_ = None
         if state.get("base_"):
-            self.base_ = RidgeSurrogate(self._encoder())
+            self.base_ = RidgeSurrogate(self.checked_encoder())
             self.base_.set_full_state(state["base_"])
 
     def _save_model(self, directory: Path) -> None:
