@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -36,6 +36,9 @@ from qua2.activations.ranges import ActivationRanges
 from qua2.activations.setting import ActivationSetting
 from qua2.errors import Qua2Error
 from qua2.models.base import DenoiserAdapter, ExampleInputs
+
+if TYPE_CHECKING:
+    from qua2.models.families.auto import PipelineAdapter
 
 
 @dataclass
@@ -77,13 +80,14 @@ def prepare_activations(adapter: DenoiserAdapter, setting: ActivationSetting, *,
         # Static ranges from the denoiser calls the pipeline makes.
         key.update(steps=steps, conditions=[str(c) for c in conditions])
 
+        pipe = cast("PipelineAdapter", adapter)
+
         def calibrate() -> ActivationRanges:
-            calls = pipeline_calibration_calls(adapter, setting.calibration or "", conditions,
+            calls = pipeline_calibration_calls(pipe, setting.calibration or "", conditions,
                                                size=setting.calibration_size, seed=seed,
                                                steps=steps)
-            steps_t = cast(Any, adapter).num_train_timesteps  # pipeline adapters have it
-            return calibrate_module(adapter.module, setting, calls, layers,
-                                    num_train_timesteps=steps_t, seed=seed)
+            return calibrate_module(pipe.module, setting, calls, layers,
+                                    num_train_timesteps=pipe.num_train_timesteps, seed=seed)
     else:
         calib = calibration_set(adapter, setting.calibration or "", conditions,
                                 cache_dir=cache_dir, size=setting.calibration_size, seed=seed,
@@ -106,7 +110,7 @@ def prepare_activations(adapter: DenoiserAdapter, setting: ActivationSetting, *,
 
 
 @torch.no_grad()
-def pipeline_calibration_calls(adapter: Any, method: str, conditions: Sequence[Any], *,
+def pipeline_calibration_calls(adapter: PipelineAdapter, method: str, conditions: Sequence[Any], *,
                                size: int, seed: int, steps: int) -> list[ExampleInputs]:
     """Denoiser calls of ``size`` FP samples of a pipeline-driven adapter, each captured at the
     sampler step ``method`` draws for it.
