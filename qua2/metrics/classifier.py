@@ -251,7 +251,7 @@ def _read_cache(weights_path: Path, config_path: Path,
         return "is missing", {}
     try:
         meta = read_json_object(config_path, "it is re-trained")
-    except DamagedArtifactError:
+    except (DamagedArtifactError, OSError):  # unreadable → re-trained, as before
         return "has an unreadable config (corrupted)", {}
     if meta.get("config") != asdict(config) or meta.get("data") != _data_digest():
         return "was trained with other settings or data (stale)", meta

@@ -155,7 +155,7 @@ def _load_cached(spec: DigitsSpec, recipe: TrainRecipe, directory: Path) -> nn.M
         return None
     try:
         manifest = read_json_object(manifest_path, "it is re-trained")
-    except DamagedArtifactError:
+    except (DamagedArtifactError, OSError):  # unreadable → re-trained, as before
         say(f"the manifest of {spec.name} in {directory} is unreadable; re-training.")
         return None
     expected = json.loads(json.dumps(digits_key(spec, recipe), default=list))
