@@ -391,11 +391,12 @@ def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
 def _coerce_scalar(hint: Any, value: Any, key: str, source: str) -> Any:
     if hint is Any:
         return value
-    number = not isinstance(value, bool)  # YAML's true/false is no number
-    if hint is float and number and isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, hint) and (number or hint is bool):
-        return value
+    # bool is a subclass of int, but YAML's true/false is no number and 1 is no bool.
+    if isinstance(value, bool) == (hint is bool):
+        if hint is float and isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, hint):
+            return value
     raise Qua2Error(f"{source}: '{key}' must be {hint.__name__}, got {short_repr(value)}.")
 
 
